@@ -1,0 +1,28 @@
+"""qmlir: compile PyTorch models to upstream MLIR and run them.
+
+    compiled = torch.compile(model, backend="qmlir")
+    cm = qmlir.compile(model, (x,)); cm(x); print(cm.mlir)
+"""
+from qmlir.errors import (
+    CompileError,
+    InputMismatchError,
+    QmlirError,
+    UnsupportedOp,
+    UnsupportedOpError,
+)
+from qmlir.frontend.compiled_module import CompiledModule, compile
+from qmlir.frontend.dynamo_backend import backend, qmlir_backend
+from qmlir.frontend.importer import import_graph
+
+
+def supported_ops() -> list:
+    """Names of the ATen overloads qmlir lowers, sorted."""
+    from qmlir.dialect_ops.registry import op_name, registered_ops
+    return sorted(op_name(op) for op in registered_ops())
+
+
+__all__ = [
+    "CompileError", "CompiledModule", "InputMismatchError", "QmlirError", "UnsupportedOp",
+    "UnsupportedOpError", "backend", "compile", "import_graph", "qmlir_backend", "supported_ops",
+]
+__version__ = "0.1.0"

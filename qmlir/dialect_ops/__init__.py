@@ -1,0 +1,14 @@
+"""ATen lowerings, one module per op family. Importing this package registers them all."""
+from qmlir.dialect_ops import (  # noqa: F401
+    conv_pool,
+    creation,
+    elementwise,
+    indexing,
+    matmul,
+    normalization,
+    reduction,
+    shape,
+)
+from qmlir.dialect_ops.registry import lowering, lookup, registered_ops
+
+__all__ = ["lowering", "lookup", "registered_ops"]

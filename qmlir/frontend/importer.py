@@ -1,0 +1,222 @@
+"""FX graph -> MLIR importer.
+
+Walks an ATen-level FX graph once, in order, and calls the lowering registered for
+each node's overload. Values are tracked by FX node (never by name string); each op
+carries the node's name and the model source line that produced it as its `loc`.
+"""
+from __future__ import annotations
+
+import operator
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.fx
+from mlir import ir
+from mlir.dialects import func, linalg
+
+from qmlir import dialect_ops  # noqa: F401  (registers every lowering)
+from qmlir.dialect_ops import registry
+from qmlir.dialect_ops.builders import empty
+from qmlir.dialect_ops.constants import dense_constant
+from qmlir.errors import UnsupportedOp, UnsupportedOpError
+from qmlir.frontend.types import SUPPORTED_DTYPES, tensor_type
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+# Ops that exist only to check or describe; they produce no value.
+_NO_VALUE = {torch.ops.aten._assert_tensor_metadata.default}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape and dtype of one function argument or result."""
+
+    shape: tuple
+    dtype: torch.dtype
+
+    def __str__(self) -> str:
+        return f"{str(self.dtype).replace('torch.', '')}{list(self.shape)}"
+
+
+@dataclass
+class ImportedGraph:
+    module: ir.Module
+    context: ir.Context
+    func_name: str
+    inputs: List[TensorSpec]
+    outputs: List[TensorSpec]
+
+    @property
+    def mlir(self) -> str:
+        return str(self.module)
+
+
+@dataclass
+class ImportContext:
+    """State one lowering may use: the graph, the module, and per-node values."""
+
+    graph_module: torch.fx.GraphModule
+    module: ir.Module
+    values: Dict[torch.fx.Node, Any] = field(default_factory=dict)
+
+    def meta(self, node: torch.fx.Node) -> Any:
+        return node.meta["val"]
+
+
+def node_location(node: torch.fx.Node) -> ir.Location:
+    """`loc("name"("file":line:0))`: the node's name over the innermost model source frame."""
+    trace = node.meta.get("stack_trace") or ""
+    # the innermost frame of model code, not of torch's own modules (nn.Linear -> F.linear)
+    frames = [f for f in _FRAME.findall(trace) if not f[0].startswith(_TORCH_DIR)] or _FRAME.findall(trace)
+    base = ir.Location.file(frames[-1][0], int(frames[-1][1]), 0) if frames else ir.Location.unknown()
+    return ir.Location.name(node.name, childLoc=base)
+
+
+def _spec(node: torch.fx.Node, what: str) -> TensorSpec:
+    val = node.meta.get("val")
+    if not isinstance(val, torch.Tensor):
+        raise UnsupportedOp(node, f"{what} is not a tensor ({type(val).__name__}); qmlir compiles tensor graphs")
+    if any(not isinstance(s, int) for s in val.shape):
+        raise UnsupportedOp(node, f"{what} has a dynamic shape {tuple(val.shape)}; qmlir compiles static shapes")
+    if val.dtype not in SUPPORTED_DTYPES:
+        raise UnsupportedOp(node, f"{what} has unsupported dtype {val.dtype}")
+    return TensorSpec(tuple(int(s) for s in val.shape), val.dtype)
+
+
+def _map_args(arg: Any, values: Dict[torch.fx.Node, Any]) -> Any:
+    if isinstance(arg, torch.fx.Node):
+        return values[arg]
+    if isinstance(arg, (list, tuple)):
+        return type(arg)(_map_args(a, values) for a in arg)
+    if isinstance(arg, dict):
+        return {k: _map_args(v, values) for k, v in arg.items()}
+    return arg
+
+
+def _inputs_of(node: torch.fx.Node) -> List[torch.fx.Node]:
+    return list(node.all_input_nodes)
+
+
+def unsupported_ops(gm: torch.fx.GraphModule) -> List[tuple]:
+    """(op, reason) for every node no lowering is registered for; cheap, builds no IR."""
+    problems = []
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target is not operator.getitem \
+                and node.target not in _NO_VALUE and registry.lookup(node.target) is None:
+            problems.append((registry.op_name(node.target), "no lowering registered"))
+    return problems
+
+
+def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward") -> ImportedGraph:
+    """Import `gm` (an ATen-level, functional FX graph with static shapes) into a new MLIR module.
+
+    Raises `UnsupportedOpError` listing every node that could not be lowered.
+    """
+    problems = unsupported_ops(gm)
+    if problems:
+        raise UnsupportedOpError(problems)
+    context = ir.Context()
+    with context, ir.Location.unknown():
+        module = ir.Module.create()
+        ctx = ImportContext(gm, module)
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        output_node = next(n for n in gm.graph.nodes if n.op == "output")
+        try:
+            in_specs = [_spec(n, "input") for n in placeholders]
+            out_nodes = list(torch.fx.node.map_arg(output_node.args[0], lambda n: n)) \
+                if isinstance(output_node.args[0], (list, tuple)) else [output_node.args[0]]
+            out_specs = [_spec(n, "output") if isinstance(n, torch.fx.Node) else None for n in out_nodes]
+        except UnsupportedOp as e:
+            raise UnsupportedOpError([(str(e.node), e.reason)]) from None
+        if any(s is None for s in out_specs):
+            raise UnsupportedOpError([("output", "graph returns a non-tensor value")])
+        ftype = ir.FunctionType.get([tensor_type(s.shape, s.dtype) for s in in_specs],
+                                    [tensor_type(s.shape, s.dtype) for s in out_specs])
+        with ir.InsertionPoint(module.body):
+            fn = func.FuncOp(func_name, ftype)
+        fn.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        block = fn.add_entry_block()
+        for n, arg in zip(placeholders, block.arguments):
+            ctx.values[n] = arg
+        problems = []
+        with ir.InsertionPoint(block):
+            for node in gm.graph.nodes:
+                if node.op in ("placeholder", "output"):
+                    continue
+                if any(i not in ctx.values for i in _inputs_of(node)):
+                    continue  # depends on a node that already failed: reported there
+                try:
+                    with node_location(node):
+                        _import_node(ctx, node)
+                except UnsupportedOp as e:
+                    problems.append((registry.op_name(node.target), e.reason))
+            if problems:
+                raise UnsupportedOpError(problems)
+            results = []
+            for n in out_nodes:
+                v = ctx.values[n]
+                if isinstance(v, ir.BlockArgument) or any(v == r for r in results):
+                    # Each result must own its buffer so it can become a caller-provided out-param.
+                    with node_location(n):
+                        v = linalg.copy(v, outs=[empty(list(ir.RankedTensorType(v.type).shape),
+                                                       ir.RankedTensorType(v.type).element_type)])
+                results.append(v)
+            func.ReturnOp(results)
+        return ImportedGraph(module, context, func_name, in_specs, out_specs)
+
+
+def _import_node(ctx: ImportContext, node: torch.fx.Node) -> None:
+    if node.op == "get_attr":
+        attr = getattr(ctx.graph_module, node.target)
+        if not isinstance(attr, torch.Tensor):
+            raise UnsupportedOp(node, f"get_attr of a {type(attr).__name__}")
+        ctx.values[node] = dense_constant(attr)
+        return
+    if node.op != "call_function":
+        raise UnsupportedOp(node, f"FX node kind {node.op!r} (expected an ATen-level graph)")
+    if node.target is operator.getitem:
+        ctx.values[node] = ctx.values[node.args[0]][node.args[1]]
+        return
+    if node.target in _NO_VALUE:
+        ctx.values[node] = None
+        return
+    val = node.meta.get("val")
+    for v in val if isinstance(val, (list, tuple)) else [val]:
+        if isinstance(v, torch.Tensor) and any(not isinstance(s, int) for s in v.shape):
+            raise UnsupportedOp(node, f"dynamic shape {tuple(v.shape)}; qmlir compiles static shapes")
+    fn = registry.lookup(node.target)
+    args = _map_args(node.args, ctx.values)
+    kwargs = _map_args(node.kwargs, ctx.values)
+    result = fn(ctx, node, *args, **kwargs)
+    if result is None:
+        raise UnsupportedOp(node, "lowering produced no value (a bug in qmlir)")
+    if isinstance(val, (list, tuple)):
+        result = tuple(_as_value(r) for r in result)
+        for r, v in zip(result, val):
+            _check_type(node, r, v)
+    else:
+        result = _as_value(result)
+        _check_type(node, result, val)
+    ctx.values[node] = result
+
+
+def _as_value(r: Any) -> Any:
+    """Normalize what op builders return (an OpView, a one-result list) to an ir.Value."""
+    if isinstance(r, ir.OpView):
+        r = r.result
+    if isinstance(r, ir.OpResultList):
+        r = r[0]
+    return r
+
+
+def _check_type(node: torch.fx.Node, value: Any, meta: Any) -> None:
+    """A lowering must produce exactly the type FX recorded; anything else is a qmlir bug."""
+    if value is None or not isinstance(meta, torch.Tensor):
+        return
+    expected = tensor_type(meta.shape, meta.dtype)
+    if value.type != expected:
+        raise UnsupportedOp(node, f"internal error: lowering produced {value.type}, expected {expected}")

@@ -1,0 +1,91 @@
+"""Compile an imported graph once and call it with torch tensors on the CPU.
+
+Arguments and results cross by pointer: inputs are passed in place (made contiguous if
+they are not), results are written into tensors allocated here with torch, which the
+compiled function receives as out-parameters. bf16 stays bf16; nothing goes via numpy.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import threading
+import time
+from typing import List, Sequence
+
+import torch
+from mlir import ir
+from mlir.execution_engine import ExecutionEngine
+
+from qmlir.errors import CompileError, InputMismatchError
+from qmlir.frontend.importer import ImportedGraph, TensorSpec
+from qmlir.passes.pipelines import lower_to_llvm_cpu
+from qmlir.runtime.libs import runtime_library
+from qmlir.runtime.memref import make_descriptor, point_at
+
+_CACHE: dict = {}
+_CACHE_LOCK = threading.Lock()
+
+
+class CompiledFunction:
+    """One JIT-compiled function with a fixed input signature."""
+
+    def __init__(self, graph: ImportedGraph, opt_level: int = 2):
+        self.inputs: List[TensorSpec] = list(graph.inputs)
+        self.outputs: List[TensorSpec] = list(graph.outputs)
+        self.func_name = graph.func_name
+        t0 = time.perf_counter()
+        with graph.context:
+            module = ir.Module.parse(str(graph.module))
+            lower_to_llvm_cpu(module)
+            self.lower_seconds = time.perf_counter() - t0
+            try:
+                self._engine = ExecutionEngine(module, opt_level=opt_level,
+                                               shared_libs=[runtime_library("c_runner_utils")])
+            except RuntimeError as e:
+                raise CompileError(f"JIT compilation failed: {e}") from None
+        self._context = graph.context
+        addr = self._engine.raw_lookup("_mlir_ciface_" + self.func_name)
+        if not addr:
+            raise CompileError(f"compiled module has no entry point {self.func_name}")
+        self._fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr)
+        self.compile_seconds = time.perf_counter() - t0
+        self._descs = [make_descriptor(s.shape) for s in self.inputs + self.outputs]
+        self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
+        self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
+        self._lock = threading.Lock()
+
+    def check(self, args: Sequence[torch.Tensor]) -> None:
+        if len(args) != len(self.inputs):
+            raise InputMismatchError(f"{self.func_name} takes {len(self.inputs)} tensor(s), got {len(args)}")
+        for i, (a, spec) in enumerate(zip(args, self.inputs)):
+            if not isinstance(a, torch.Tensor):
+                raise InputMismatchError(f"input {i}: expected a tensor {spec}, got {type(a).__name__}")
+            if tuple(a.shape) != spec.shape or a.dtype != spec.dtype:
+                got = TensorSpec(tuple(a.shape), a.dtype)
+                raise InputMismatchError(
+                    f"input {i}: compiled for {spec}, got {got}; compile again for this shape/dtype")
+            if a.device.type != "cpu":
+                raise InputMismatchError(f"input {i}: compiled for the CPU, got a tensor on {a.device}")
+
+    def __call__(self, *args: torch.Tensor) -> List[torch.Tensor]:
+        self.check(args)
+        ins = [a.detach().contiguous() for a in args]
+        outs = [torch.empty(s.shape, dtype=s.dtype) for s in self.outputs]
+        with self._lock:
+            for desc, t in zip(self._descs, ins + outs):
+                point_at(desc, t)
+            self._fn(self._packed)
+        return outs
+
+
+def compile_graph(graph: ImportedGraph) -> CompiledFunction:
+    """Compile `graph`, reusing a function already compiled from the same IR in this process."""
+    key = hashlib.sha256(graph.mlir.encode()).hexdigest()
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    fn = CompiledFunction(graph)
+    with _CACHE_LOCK:
+        _CACHE[key] = fn
+    return fn
