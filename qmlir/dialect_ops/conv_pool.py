@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import operator
 
-import numpy as np
 import torch
 from mlir import ir
 from mlir.dialects import arith, linalg, tensor
@@ -31,8 +30,8 @@ def _pad(x: ir.Value, low: list[int], high: list[int], value) -> ir.Value:
     return tensor.insert_slice(x, base, [], [], [], [0] * lead + list(low), shape, [1] * len(shape))
 
 
-def _attr(values) -> ir.DenseElementsAttr:
-    return ir.DenseElementsAttr.get(np.array(values, dtype=np.int64))
+def _attr(values) -> list[int]:
+    return [int(v) for v in values]
 
 
 @lowering(aten.convolution.default)

@@ -1,55 +1,79 @@
-"""`qmlir.compile(model, example_inputs)`: export, import, lower, JIT; a callable with the
-model's own calling convention (pytree inputs and outputs) and its IR as text."""
+"""`qmlir.compile(model, example_inputs)`: capture the whole model as one graph (TorchDynamo,
+fullgraph), import, lower and JIT it; a callable with the model's own calling convention.
+
+It goes through the same Dynamo + AOT-autograd capture as `torch.compile(backend="qmlir")`,
+so the two doors see the same graph and produce the same IR, but it is strict (an unsupported
+op or a graph break raises) and bound to the example inputs' shapes and dtypes.
+"""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, List
 
 import torch
 from torch.utils import _pytree as pytree
 
-from qmlir.errors import InputMismatchError
-from qmlir.frontend.export import export
-from qmlir.frontend.importer import import_graph
-from qmlir.runtime.engine import compile_graph
+from qmlir.errors import InputMismatchError, QmlirError, UnsupportedOpError
+from qmlir.frontend.dynamo_backend import backend as make_backend
+from qmlir.frontend.importer import TensorSpec
+
+
+def _signature(args: tuple, kwargs: dict):
+    flat, spec = pytree.tree_flatten((args, kwargs))
+    leaves = [TensorSpec(tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else ("const", x) for x in flat]
+    return spec, leaves
 
 
 class CompiledModule:
-    """A model compiled for one input signature. Calling it with another shape or dtype
-    raises `InputMismatchError`; parameters are read from the model at each call (by
-    pointer), so in-place weight updates are seen and nothing is copied."""
+    """A model compiled for one input signature. Calling it with another structure, shape or
+    dtype raises `InputMismatchError`; parameters are passed to the compiled code by pointer
+    at each call, so weights are not copied and in-place weight updates are seen."""
 
     def __init__(self, model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None = None):
+        kwargs = dict(example_kwargs or {})
+        self.graphs: List = []  # one CompiledGraph per captured graph (one, with fullgraph)
+        self._signature = _signature(tuple(example_inputs), kwargs)
+        self._model = model
+        self._compiled = torch.compile(model, backend=make_backend(strict=True, on_compile=self.graphs.append),
+                                       fullgraph=True, dynamic=False)
         t0 = time.perf_counter()
-        self._exported = export(model, example_inputs, example_kwargs)
-        t1 = time.perf_counter()
-        self._graph = import_graph(self._exported.graph_module)
-        t2 = time.perf_counter()
-        self.mlir: str = self._graph.mlir
-        self._fn = compile_graph(self._graph)
-        t3 = time.perf_counter()
-        self.timings = {"export": t1 - t0, "import": t2 - t1, "compile": t3 - t2}
+        try:
+            with torch.no_grad():
+                self._compiled(*example_inputs, **kwargs)
+        except torch._dynamo.exc.BackendCompilerFailed as e:
+            inner = e.inner_exception
+            if isinstance(inner, QmlirError):
+                raise inner from None
+            raise
+        except torch._dynamo.exc.Unsupported as e:
+            raise UnsupportedOpError([("graph capture", f"TorchDynamo cannot capture the model as one graph: "
+                                       f"{str(e).splitlines()[0]}")]) from None
+        self.compile_seconds = time.perf_counter() - t0
 
     @property
-    def inputs(self):
-        return self._fn.inputs
+    def mlir(self) -> str:
+        """The imported MLIR (linalg/arith/math/tensor on tensors), before lowering."""
+        return "\n".join(g.graph.mlir for g in self.graphs)
+
+    def mlir_with_locations(self) -> str:
+        return "\n".join(g.graph.module.operation.get_asm(enable_debug_info=True) for g in self.graphs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        flat, spec = pytree.tree_flatten((tuple(args), dict(kwargs)))
-        if spec != self._exported.in_spec:
-            raise InputMismatchError(f"inputs are structured as {spec}, but the model was compiled for "
-                                     f"{self._exported.in_spec}")
-        for pos, value in self._exported.constants.items():
-            if flat[pos] != value:
-                raise InputMismatchError(f"non-tensor input #{pos} was {value!r} at compile time, got {flat[pos]!r}")
-        tensors = [value if kind == "state" else flat[value] for kind, value in self._exported.bindings]
-        outs = self._fn(*tensors)
-        return pytree.tree_unflatten(outs, self._exported.out_spec)
+        spec, leaves = _signature(args, kwargs)
+        want_spec, want = self._signature
+        if spec != want_spec:
+            raise InputMismatchError(f"inputs are structured as {spec}, but the model was compiled for {want_spec}")
+        for i, (got, exp) in enumerate(zip(leaves, want)):
+            if got != exp:
+                raise InputMismatchError(f"input #{i}: compiled for {exp}, got {got}; "
+                                         "call qmlir.compile again for this shape/dtype")
+        with torch.no_grad():
+            return self._compiled(*args, **kwargs)
 
 
 def compile(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: dict | None = None) -> CompiledModule:
-    """Compile `model` for the shapes and dtypes of `example_inputs` (strict: an unsupported op
-    raises `UnsupportedOpError` naming all of them)."""
+    """Compile `model` for the shapes and dtypes of `example_inputs` (strict: unsupported ops
+    raise `UnsupportedOpError` naming all of them)."""
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     return CompiledModule(model, tuple(example_inputs), example_kwargs)

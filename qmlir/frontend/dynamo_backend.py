@@ -3,8 +3,10 @@ gives an inference graph with parameters as inputs; qmlir imports and compiles i
 cannot compile runs eagerly after one warning naming every unsupported op (strict: raises)."""
 from __future__ import annotations
 
+import time
 import warnings
-from typing import Callable, List
+from dataclasses import dataclass
+from typing import Callable, List, Optional
 
 import torch
 from torch._decomp import core_aten_decompositions
@@ -12,8 +14,8 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 
 from qmlir.errors import UnsupportedOpError
-from qmlir.frontend.importer import import_graph
-from qmlir.runtime.engine import compile_graph
+from qmlir.frontend.importer import ImportedGraph, import_graph
+from qmlir.runtime.engine import CompiledFunction, compile_graph
 
 _WARNED: set = set()
 
@@ -28,10 +30,21 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, QmlirFallbackWarning, stacklevel=3)
 
 
-def backend(strict: bool = False) -> Callable:
-    """A configured backend: `torch.compile(model, backend=qmlir.backend(strict=True))`."""
+@dataclass
+class CompiledGraph:
+    """What the backend made of one captured graph: its IR and its compiled function."""
+
+    graph: ImportedGraph
+    function: CompiledFunction
+    import_seconds: float
+
+
+def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph], None]] = None) -> Callable:
+    """A configured backend: `torch.compile(model, backend=qmlir.backend(strict=True))`.
+    `on_compile` is called with each compiled graph (its IR and timings)."""
 
     def fw_compiler(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor]):
+        t0 = time.perf_counter()
         try:
             graph = import_graph(gm)
         except UnsupportedOpError as e:
@@ -39,7 +52,10 @@ def backend(strict: bool = False) -> Callable:
                 raise
             _warn_once(f"qmlir: running this graph eagerly. {e}")
             return make_boxed_func(gm.forward)
+        t1 = time.perf_counter()
         fn = compile_graph(graph)
+        if on_compile is not None:
+            on_compile(CompiledGraph(graph, fn, t1 - t0))
 
         def run(args):
             return fn(*args)
