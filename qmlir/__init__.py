@@ -10,7 +10,7 @@ from qmlir.errors import (
     UnsupportedOp,
     UnsupportedOpError,
 )
-from qmlir.frontend.compiled_module import CompiledModule, compile
+from qmlir.frontend.compiled_module import CompiledModule, compile, import_model
 from qmlir.frontend.dynamo_backend import backend, qmlir_backend
 from qmlir.frontend.importer import import_graph
 
@@ -23,6 +23,6 @@ def supported_ops() -> list:
 
 __all__ = [
     "CompileError", "CompiledModule", "InputMismatchError", "QmlirError", "UnsupportedOp",
-    "UnsupportedOpError", "backend", "compile", "import_graph", "qmlir_backend", "supported_ops",
+    "UnsupportedOpError", "backend", "compile", "import_graph", "import_model", "qmlir_backend", "supported_ops",
 ]
 __version__ = "0.1.0"

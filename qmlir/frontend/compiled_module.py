@@ -8,7 +8,7 @@ op or a graph break raises) and bound to the example inputs' shapes and dtypes.
 from __future__ import annotations
 
 import time
-from typing import Any, List
+from typing import Any, Callable, List
 
 import torch
 from torch.utils import _pytree as pytree
@@ -37,17 +37,7 @@ class CompiledModule:
         self._compiled = torch.compile(model, backend=make_backend(strict=True, on_compile=self.graphs.append),
                                        fullgraph=True, dynamic=False)
         t0 = time.perf_counter()
-        try:
-            with torch.no_grad():
-                self._compiled(*example_inputs, **kwargs)
-        except torch._dynamo.exc.BackendCompilerFailed as e:
-            inner = e.inner_exception
-            if isinstance(inner, QmlirError):
-                raise inner from None
-            raise
-        except torch._dynamo.exc.Unsupported as e:
-            raise UnsupportedOpError([("graph capture", f"TorchDynamo cannot capture the model as one graph: "
-                                       f"{str(e).splitlines()[0]}")]) from None
+        _capture_errors(lambda: self._compiled(*example_inputs, **kwargs))
         self.compile_seconds = time.perf_counter() - t0
 
     @property
@@ -69,6 +59,32 @@ class CompiledModule:
                                          "call qmlir.compile again for this shape/dtype")
         with torch.no_grad():
             return self._compiled(*args, **kwargs)
+
+
+def _capture_errors(call: Callable[[], Any]) -> None:
+    """Run a Dynamo-compiled call, turning capture failures into qmlir's typed errors."""
+    try:
+        with torch.no_grad():
+            call()
+    except torch._dynamo.exc.BackendCompilerFailed as e:
+        if isinstance(e.inner_exception, QmlirError):
+            raise e.inner_exception from None
+        raise
+    except torch._dynamo.exc.Unsupported as e:
+        raise UnsupportedOpError([("graph capture", "TorchDynamo cannot capture the model as one graph: "
+                                   f"{str(e).splitlines()[0]}")]) from None
+
+
+def import_model(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: dict | None = None):
+    """Capture `model` as one graph and import it to MLIR without lowering or compiling it:
+    the `ImportedGraph` (`.mlir`, `.module`, input/output specs). For reading IR and for lit."""
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    graphs: List = []
+    compiled = torch.compile(model, backend=make_backend(strict=True, on_import=graphs.append),
+                             fullgraph=True, dynamic=False)
+    _capture_errors(lambda: compiled(*example_inputs, **dict(example_kwargs or {})))
+    return graphs[0]
 
 
 def compile(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: dict | None = None) -> CompiledModule:

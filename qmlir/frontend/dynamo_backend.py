@@ -39,9 +39,11 @@ class CompiledGraph:
     import_seconds: float
 
 
-def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph], None]] = None) -> Callable:
+def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph], None]] = None,
+            on_import: Optional[Callable[[ImportedGraph], None]] = None) -> Callable:
     """A configured backend: `torch.compile(model, backend=qmlir.backend(strict=True))`.
-    `on_compile` is called with each compiled graph (its IR and timings)."""
+    `on_compile` is called with each compiled graph (its IR and timings). With `on_import`,
+    graphs are only imported (handed to it) and then run eagerly: nothing is lowered."""
 
     def fw_compiler(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor]):
         t0 = time.perf_counter()
@@ -51,6 +53,9 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
             if strict:
                 raise
             _warn_once(f"qmlir: running this graph eagerly. {e}")
+            return make_boxed_func(gm.forward)
+        if on_import is not None:
+            on_import(graph)
             return make_boxed_func(gm.forward)
         t1 = time.perf_counter()
         fn = compile_graph(graph)

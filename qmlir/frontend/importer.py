@@ -15,11 +15,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.fx
 from mlir import ir
-from mlir.dialects import func, linalg
+from mlir.dialects import func
 
 from qmlir import dialect_ops  # noqa: F401  (registers every lowering)
 from qmlir.dialect_ops import registry
-from qmlir.dialect_ops.builders import empty
 from qmlir.dialect_ops.constants import dense_constant
 from qmlir.errors import UnsupportedOp, UnsupportedOpError
 from qmlir.frontend.types import SUPPORTED_DTYPES, tensor_type
@@ -156,16 +155,7 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward") -> Import
                     problems.append((registry.op_name(node.target), e.reason))
             if problems:
                 raise UnsupportedOpError(problems)
-            results = []
-            for n in out_nodes:
-                v = ctx.values[n]
-                if isinstance(v, ir.BlockArgument) or any(v == r for r in results):
-                    # Each result must own its buffer so it can become a caller-provided out-param.
-                    with node_location(n):
-                        v = linalg.copy(v, outs=[empty(list(ir.RankedTensorType(v.type).shape),
-                                                       ir.RankedTensorType(v.type).element_type)])
-                results.append(v)
-            func.ReturnOp(results)
+            func.ReturnOp([ctx.values[n] for n in out_nodes])
         return ImportedGraph(module, context, func_name, in_specs, out_specs)
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from mlir import ir, passmanager
 
 from qmlir.errors import CompileError
-from qmlir.passes import loop_outlining, matmul_tiling
+from qmlir.passes import distinct_results, loop_outlining, matmul_tiling
 
-CPU_PREPARE = "builtin.module(func.func(canonicalize,cse))"
+CPU_PREPARE = "builtin.module(func.func(canonicalize,cse,canonicalize))"
 
 CPU_LOWER = (
     "builtin.module("
-    "canonicalize,cse,"
     "one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map},"
     "buffer-results-to-out-params{hoist-static-allocs=1 modify-public-functions=1},"
     "func.func(buffer-hoisting,promote-buffers-to-stack{max-alloc-size-in-bytes=4096}),"
@@ -45,6 +44,7 @@ def lower_to_llvm_cpu(module: ir.Module) -> None:
         matmul_tiling.run(module)
     except ir.MLIRError as e:
         raise CompileError(f"matmul tiling failed: {e}") from None
+    distinct_results.run(module)
     run_pipeline(module, CPU_LOWER)
     try:
         loop_outlining.run(module)
