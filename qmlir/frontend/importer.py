@@ -77,10 +77,14 @@ def node_location(node: torch.fx.Node) -> ir.Location:
 
 def _spec(node: torch.fx.Node, what: str) -> TensorSpec:
     val = node.meta.get("val")
+    if isinstance(val, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+        raise UnsupportedOp(node, f"{what} is a symbolic size ({val}): the graph has dynamic shapes; "
+                                  "qmlir compiles static shapes (torch.compile(..., dynamic=False))")
     if not isinstance(val, torch.Tensor):
         raise UnsupportedOp(node, f"{what} is not a tensor ({type(val).__name__}); qmlir compiles tensor graphs")
     if any(not isinstance(s, int) for s in val.shape):
-        raise UnsupportedOp(node, f"{what} has a dynamic shape {tuple(val.shape)}; qmlir compiles static shapes")
+        raise UnsupportedOp(node, f"{what} has a dynamic shape {tuple(val.shape)}; qmlir compiles static shapes "
+                                  "(torch.compile(..., dynamic=False))")
     if val.dtype not in SUPPORTED_DTYPES:
         raise UnsupportedOp(node, f"{what} has unsupported dtype {val.dtype}")
     return TensorSpec(tuple(int(s) for s in val.shape), val.dtype)
