@@ -39,7 +39,7 @@ def smollm2(dtype: torch.dtype = torch.float32, attn: str = "sdpa"):
     with _quiet():
         tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=SMOLLM2_GGUF)
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            d, gguf_file=SMOLLM2_GGUF, torch_dtype=dtype, attn_implementation=attn)
+            d, gguf_file=SMOLLM2_GGUF, dtype=dtype, attn_implementation=attn)
     return model.eval(), tok
 
 

@@ -17,10 +17,9 @@ def _fill(node, value):
     return full(out.shape, element_type(out.dtype), value)
 
 
-@lowering(aten.full.default, aten.new_full.default)
-def full_(ctx, node, *args, **kwargs):
-    value = args[-1] if node.target is aten.full.default else args[2]
-    return _fill(node, value)
+@lowering(aten.full.default)
+def full_(ctx, node, size, fill_value, **kwargs):
+    return _fill(node, fill_value)
 
 
 @lowering(aten.full_like.default)
@@ -28,15 +27,10 @@ def full_like(ctx, node, x, fill_value, **kwargs):
     return _fill(node, fill_value)
 
 
-@lowering(aten.zeros.default, aten.zeros_like.default, aten.new_zeros.default,
-          aten.empty.memory_format, aten.empty_like.default, aten.new_empty.default)
-def zeros(ctx, node, *args, **kwargs):
-    return _fill(node, 0)  # `empty` is allowed any contents; zeros keep runs reproducible
-
-
-@lowering(aten.ones.default, aten.ones_like.default, aten.new_ones.default)
-def ones(ctx, node, *args, **kwargs):
-    return _fill(node, 1)
+# zeros/ones/new_* and *_like reach qmlir already decomposed into full / full_like.
+@lowering(aten.empty.memory_format, aten.empty_permuted.default)
+def empty_(ctx, node, *args, **kwargs):
+    return _fill(node, 0)  # `empty` may hold anything; zeros keep runs reproducible
 
 
 @lowering(aten.scalar_tensor.default)
@@ -44,14 +38,9 @@ def scalar_tensor(ctx, node, value, **kwargs):
     return _fill(node, value)
 
 
-@lowering(aten.arange.start_step, aten.arange.start, aten.arange.default)
-def arange(ctx, node, *args, **kwargs):
+@lowering(aten.arange.start_step)  # arange(end) and arange(start, end) decompose to this
+def arange(ctx, node, start, end, step=1, **kwargs):
     """start + i * step, computed in f64 (floats) or i64 (integers), then cast like torch."""
-    if node.target is aten.arange.default:
-        start, step = 0, 1
-    else:
-        start = args[0]
-        step = args[2] if node.target is aten.arange.start_step and len(args) > 2 else kwargs.get("step", 1)
     out = node.meta["val"]
     et = element_type(out.dtype)
     wide = ir.F64Type.get() if out.dtype.is_floating_point else ir.IntegerType.get_signless(64)

