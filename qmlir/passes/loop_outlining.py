@@ -62,7 +62,9 @@ def run(module: ir.Module) -> int:
         if op.operation.name != "func.func" or not op.regions[0].blocks:
             continue
         base = ir.StringAttr(op.operation.attributes["sym_name"]).value
-        loops = [o.operation for o in op.regions[0].blocks[0].operations if o.operation.name == "scf.for"]
+        # loops that yield values stay where they are: a call could not carry their results
+        loops = [o.operation for o in op.regions[0].blocks[0].operations
+                 if o.operation.name == "scf.for" and len(o.operation.results) == 0]
         for loop in loops:
             name = f"{base}_kernel{len(names)}"
             _outline(loop, name, module)
