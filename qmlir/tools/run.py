@@ -1,0 +1,114 @@
+"""qmlir-run: run a function of a .mlir file on the CPU and print or save its results.
+This is how an emitted file is checked by hand.
+
+    qmlir-run model.mlir --random-inputs --seed 0
+    qmlir-run model.mlir --entry forward --input x.npy --input w.npy --output-dir out/
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from mlir import ir
+
+from qmlir.errors import QmlirError
+from qmlir.frontend.importer import TensorSpec
+from qmlir.runtime.engine import compile_module
+from qmlir.tools.diagnostics import fail, report_mlir_error
+
+TOOL = "qmlir-run"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=TOOL, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", help="a .mlir file whose entry function takes and returns ranked tensors")
+    p.add_argument("--entry", default=None, help="function to run (default: the only public function, or 'forward')")
+    p.add_argument("--input", action="append", default=[], metavar="NPY",
+                   help="a .npy file per argument, in order (float32 arrays feed bf16/f16 arguments)")
+    p.add_argument("--random-inputs", action="store_true", help="random arguments (floats ~ N(0,1), integers in [-8, 8))")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-inputs (default 0)")
+    p.add_argument("--output-dir", default=None, help="save each result as DIR/result<i>.npy instead of printing it")
+    return p
+
+
+def _inputs(specs: Sequence[TensorSpec], files: Sequence[str], random: bool, seed: int) -> List[torch.Tensor]:
+    if files and random:
+        raise QmlirError("give either --input files or --random-inputs, not both")
+    if random:
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for s in specs:
+            if s.dtype.is_floating_point:
+                out.append(torch.randn(s.shape, generator=g).to(s.dtype))
+            elif s.dtype == torch.bool:
+                out.append(torch.randint(0, 2, s.shape, generator=g).bool())
+            else:
+                out.append(torch.randint(-8, 8, s.shape, generator=g).to(s.dtype))
+        return out
+    if len(files) != len(specs):
+        raise QmlirError(f"the function takes {len(specs)} argument(s), got {len(files)} --input file(s)")
+    out = []
+    for i, (path, s) in enumerate(zip(files, specs)):
+        try:
+            arr = np.load(path)
+        except (OSError, ValueError) as e:
+            raise QmlirError(f"input {i}: cannot load '{path}': {e}") from None
+        if tuple(arr.shape) != s.shape:
+            raise QmlirError(f"input {i} ('{path}'): expected shape {list(s.shape)}, got {list(arr.shape)}")
+        out.append(torch.from_numpy(arr.copy()).to(s.dtype))
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    context = ir.Context()
+    try:
+        with context:
+            try:
+                text = open(args.file, encoding="utf-8").read()
+            except OSError as e:
+                return fail(TOOL, f"cannot read '{args.file}': {e.strerror}")
+            try:
+                module = ir.Module.parse(text)
+            except ir.MLIRError as e:
+                report_mlir_error(TOOL, e, args.file)
+                return 1
+            compiled = compile_module(module, args.entry)
+            tensors = _inputs(compiled.inputs, args.input, args.random_inputs, args.seed)
+        results = compiled(*tensors)
+    except ir.MLIRError as e:
+        report_mlir_error(TOOL, e, args.file)
+        return 1
+    except QmlirError as e:
+        return fail(TOOL, str(e))
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        for i, r in enumerate(results):
+            arr = r.float().numpy() if r.dtype in (torch.bfloat16, torch.float16) else r.numpy()
+            np.save(os.path.join(args.output_dir, f"result{i}.npy"), arr)
+        print(f"{TOOL}: wrote {len(results)} result(s) to {args.output_dir}")
+    else:
+        torch.set_printoptions(precision=6, threshold=1000)
+        for i, r in enumerate(results):
+            print(f"result {i}: {str(r.dtype).replace('torch.', '')}{list(r.shape)}")
+            print(r)
+    return 0
+
+
+def entry() -> None:
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as e:  # a qmlir bug: one line, non-zero exit
+        code = fail(TOOL, f"internal error ({type(e).__name__}: {e}); please report it")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()
