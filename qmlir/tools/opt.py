@@ -113,7 +113,8 @@ def run_steps(module: ir.Module, steps: Sequence[Step], print_after_all: bool) -
     while i < len(steps):
         if steps[i].qmlir is not None:
             step = steps[i]
-            step.qmlir.run(module, **step.options)
+            with module.context, ir.Location.unknown():
+                step.qmlir.run(module, **step.options)
             if print_after_all:
                 print(f"// -----// IR Dump After {step.qmlir.name} //----- //", file=sys.stderr)
                 print(module, file=sys.stderr)
