@@ -56,6 +56,12 @@ class PassSpec:
     run: Callable[..., Any]  # run(module: ir.Module, **options)
     options: Dict[str, Option] = field(default_factory=dict)
 
+    def apply(self, module: ir.Module, options: Dict[str, Any] | None = None) -> Any:
+        """Run on `module` with command-line style options ('group-size' -> group_size)."""
+        values = {k: o.default for k, o in self.options.items()}
+        values.update(options or {})
+        return self.run(module, **{k.replace("-", "_"): v for k, v in values.items()})
+
     def parse_options(self, text: str) -> Dict[str, Any]:
         """'threshold=6.0 mode=static' (spaces or commas) -> typed values, defaults filled in."""
         values = {k: o.default for k, o in self.options.items()}

@@ -114,7 +114,7 @@ def run_steps(module: ir.Module, steps: Sequence[Step], print_after_all: bool) -
         if steps[i].qmlir is not None:
             step = steps[i]
             with module.context, ir.Location.unknown():
-                step.qmlir.run(module, **step.options)
+                step.qmlir.apply(module, step.options)
             if print_after_all:
                 print(f"// -----// IR Dump After {step.qmlir.name} //----- //", file=sys.stderr)
                 print(module, file=sys.stderr)

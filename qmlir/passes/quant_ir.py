@@ -1,0 +1,156 @@
+"""IR pieces shared by the quantization passes: constants to and from NumPy, quant types from
+scales, and the integer matmul (i8 x i8 -> i32, zero-point correction, one float rescale)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from mlir import ir
+from mlir.dialects import arith, linalg, tensor
+from mlir.dialects import math as m
+
+from qmlir.dialect_ops.builders import const, generic, reshape
+from qmlir.errors import QmlirError
+
+
+class QuantPassError(QmlirError):
+    """A quantization pass cannot handle an op; the message starts with its location."""
+
+
+F32 = lambda: ir.F32Type.get()  # noqa: E731
+I8 = lambda: ir.IntegerType.get_signless(8)  # noqa: E731
+I32 = lambda: ir.IntegerType.get_signless(32)  # noqa: E731
+
+
+def constant_array(v: ir.Value) -> Optional[np.ndarray]:
+    """NumPy value of `v` if it is an arith.constant with dense elements (through linalg.transpose)."""
+    if not isinstance(v, ir.OpResult):
+        return None
+    op = v.owner
+    if op.name == "linalg.transpose":
+        inner = constant_array(op.operands[0])
+        if inner is None:
+            return None
+        perm = list(ir.DenseI64ArrayAttr(op.attributes["permutation"]))
+        return np.ascontiguousarray(np.transpose(inner, perm))
+    if op.name != "arith.constant":
+        return None
+    attr = op.attributes["value"]
+    if not isinstance(attr, ir.DenseElementsAttr):
+        return None
+    shape = list(ir.RankedTensorType(v.type).shape)
+    if attr.is_splat:
+        return np.full(shape, float(ir.FloatAttr(attr.get_splat_value()).value), dtype=np.float32)
+    return np.array(attr).reshape(shape)
+
+
+def dense(values: np.ndarray, element: ir.Type) -> ir.Value:
+    """An arith.constant tensor holding `values` as `element`."""
+    t = ir.RankedTensorType.get(list(values.shape), element)
+    return arith.ConstantOp(t, ir.DenseElementsAttr.get(np.ascontiguousarray(values), type=element)).result
+
+
+def fmt(x: float) -> str:
+    return "%.9g" % float(x)
+
+
+def per_axis_type(scales: np.ndarray, axis: int, qmin: int, qmax: int) -> ir.Type:
+    items = ",".join(fmt(s) for s in scales)
+    return ir.Type.parse(f"!quant.uniform<i8<{qmin}:{qmax}>:f32:{axis}, {{{items}}}>")
+
+
+def sub_channel_type(scales: np.ndarray, group: int, qmin: int, qmax: int) -> ir.Type:
+    """Scales [K/G, N] for a [K, N] weight: blocks of `group` along dim 0."""
+    rows = ", ".join("{" + ", ".join(fmt(s) for s in row) + "}" for row in scales)
+    return ir.Type.parse(f"!quant.uniform<i8<{qmin}:{qmax}>:f32:{{0:{group}, 1:1}}, {{{rows}}}>")
+
+
+def per_tensor_type(scale: float, zero_point: int = 0, qmin: int = -128, qmax: int = 127) -> ir.Type:
+    return ir.Type.parse(f"!quant.uniform<i8<{qmin}:{qmax}>:f32, {fmt(scale)}:{int(zero_point)}>")
+
+
+def quant_op(name: str, value: ir.Value, result_type: ir.Type) -> ir.Value:
+    return ir.Operation.create(name, results=[result_type], operands=[value]).result
+
+
+def is_zero_fill(v: ir.Value) -> bool:
+    if not isinstance(v, ir.OpResult) or v.owner.name != "linalg.fill":
+        return False
+    scalar = v.owner.operands[0]
+    if not isinstance(scalar, ir.OpResult) or scalar.owner.name != "arith.constant":
+        return False
+    return float(ir.FloatAttr(scalar.owner.attributes["value"]).value) == 0.0
+
+
+def _fill(shape: Sequence[int], t: ir.Type, value) -> ir.Value:
+    return linalg.fill(const(value, t), outs=[tensor.empty(list(shape), t)])
+
+
+def int_matmul(a_i8: ir.Value, a_scale: Union[float, ir.Value], a_zp: int, w_i8: ir.Value,
+               w_scales: np.ndarray, group: Optional[int], w_colsum: np.ndarray) -> ir.Value:
+    """y[m, n] = sum_g s_a[m] * s_w[g, n] * (sum_{k in g} a[m, k] * w[k, n] - zp_a * colsum_w[g, n])
+
+    a_i8 [M, K] signed storage; a_scale a float (per tensor) or a [M] f32 tensor (per token);
+    w_i8 [K, N]; w_scales [N] (per channel) or [K/G, N] (groups of G along K), w_colsum likewise.
+    The products accumulate exactly in i32; one float rescale per group at the end.
+    """
+    M, K = ir.RankedTensorType(a_i8.type).shape
+    N = ir.RankedTensorType(w_i8.type).shape[1]
+    f32, i32 = F32(), I32()
+    if group is None:
+        acc = linalg.matmul(a_i8, w_i8, outs=[_fill([M, N], i32, 0)])
+        acc3 = reshape(acc, [1, M, N])
+        scales, colsum, groups = w_scales.reshape(1, N), w_colsum.reshape(1, N), 1
+    else:
+        groups = K // group
+        a3 = reshape(a_i8, [M, groups, group])
+        a3 = linalg.transpose(a3, outs=[tensor.empty([groups, M, group], I8())], permutation=[1, 0, 2]).result
+        w3 = reshape(w_i8, [groups, group, N])
+        acc3 = linalg.batch_matmul(a3, w3, outs=[_fill([groups, M, N], i32, 0)])
+        scales, colsum = w_scales.reshape(groups, N), w_colsum.reshape(groups, N)
+    d = [ir.AffineDimExpr.get(i) for i in range(3)]  # (m, n, g)
+    amap = ir.AffineMap.get(3, 0, [d[2], d[0], d[1]])
+    gmap = ir.AffineMap.get(3, 0, [d[2], d[1]])
+    omap = ir.AffineMap.get(3, 0, [d[0], d[1]])
+    inputs = [acc3, dense(scales.astype(np.float32), f32), dense((colsum * a_zp).astype(np.int32), i32)]
+    maps = [amap, gmap, gmap]
+    per_token = isinstance(a_scale, ir.Value)
+    if per_token:
+        inputs.append(a_scale)
+        maps.append(ir.AffineMap.get(3, 0, [d[0]]))
+
+    def body(acc_v, s_w, corr, *rest):
+        out = rest[-1]
+        s_a = rest[0] if per_token else const(float(a_scale), f32)
+        v = arith.sitofp(f32, arith.subi(acc_v, corr))
+        return arith.addf(out, arith.mulf(v, arith.mulf(s_a, s_w)))
+
+    return generic(inputs, maps, [_fill([M, N], f32, 0.0)], [omap],
+                   ["parallel", "parallel", "reduction"], body)[0]
+
+
+def quantize_rows(x: ir.Value, qmax: int = 127):
+    """Dynamic per-token quantization: (x_i8 [M, K], scale [M] f32) with scale = max|x_m| / qmax
+    (a zero row gets scale 1), q = clamp(roundeven(x / scale), -qmax, qmax)."""
+    M, K = ir.RankedTensorType(x.type).shape
+    f32 = F32()
+    d0, d1 = ir.AffineDimExpr.get(0), ir.AffineDimExpr.get(1)
+    full = ir.AffineMap.get(2, 0, [d0, d1])
+    row = ir.AffineMap.get(2, 0, [d0])
+    amax = generic([x], [full], [_fill([M], f32, 0.0)], [row], ["parallel", "reduction"],
+                   lambda v, acc: arith.maximumf(acc, m.absf(v)))[0]
+    one = ir.AffineMap.get(1, 0, [ir.AffineDimExpr.get(0)])
+
+    def to_scale(a, _):
+        s = arith.divf(a, const(float(qmax), f32))
+        return arith.select(arith.cmpf(arith.CmpFPredicate.OEQ, a, const(0.0, f32)), const(1.0, f32), s)
+
+    scale = generic([amax], [one], [tensor.empty([M], f32)], [one], ["parallel"], to_scale)[0]
+
+    def to_int(v, s, _):
+        r = m.roundeven(arith.divf(v, s))
+        r = arith.minimumf(arith.maximumf(r, const(float(-qmax), f32)), const(float(qmax), f32))
+        return arith.fptosi(I8(), r)
+
+    q = generic([x, scale], [full, row], [tensor.empty([M, K], I8())], [full], ["parallel", "parallel"], to_int)[0]
+    return q, scale
