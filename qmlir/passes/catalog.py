@@ -3,3 +3,4 @@ from qmlir.passes import fuse_quantized_matmul  # noqa: F401
 from qmlir.passes import lower_quant  # noqa: F401
 from qmlir.passes import pipelines  # noqa: F401
 from qmlir.passes import quantize_matmul  # noqa: F401
+from qmlir.passes import split_outliers  # noqa: F401

@@ -44,6 +44,23 @@ def constant_array(v: ir.Value) -> Optional[np.ndarray]:
     return np.array(attr).reshape(shape)
 
 
+def quantize_weight(w: np.ndarray, bits: int, group: int | None):
+    """Symmetric round-half-even quantization of a [K, N] weight: (q int8, scales, qmin, qmax)."""
+    qmax = 127 if bits == 8 else 7
+    qmin = -qmax - 1
+    K, N = w.shape
+    if group is None:
+        scales = np.abs(w).max(axis=0) / qmax
+        scales = np.where(scales == 0, 1.0, scales).astype(np.float32)
+        q = np.clip(np.rint(w / scales[None, :]), qmin, qmax)
+    else:
+        g = w.reshape(K // group, group, N)
+        scales = np.abs(g).max(axis=1) / qmax
+        scales = np.where(scales == 0, 1.0, scales).astype(np.float32)
+        q = np.clip(np.rint(g / scales[:, None, :]), qmin, qmax).reshape(K, N)
+    return q.astype(np.int8), scales, qmin, qmax
+
+
 def dense(values: np.ndarray, element: ir.Type) -> ir.Value:
     """An arith.constant tensor holding `values` as `element`."""
     t = ir.RankedTensorType.get(list(values.shape), element)

@@ -33,27 +33,10 @@ from mlir import ir
 from qmlir.passes import registry
 from qmlir.passes.quant_ir import (
     F32, I8, QuantPassError, constant_array, dense, int_matmul, is_zero_fill, per_axis_type, per_tensor_type,
-    quant_op, quantize_rows, sub_channel_type,
+    quant_op, quantize_rows, quantize_weight, sub_channel_type,
 )
 
 ABSMAX_ATTR = "qmlir.act_absmax"
-
-
-def quantize_weight(w: np.ndarray, bits: int, group: int | None):
-    """Symmetric round-half-even quantization of a [K, N] weight: (q int8, scales, qmin, qmax)."""
-    qmax = 127 if bits == 8 else 7
-    qmin = -qmax - 1
-    K, N = w.shape
-    if group is None:
-        scales = np.abs(w).max(axis=0) / qmax
-        scales = np.where(scales == 0, 1.0, scales).astype(np.float32)
-        q = np.clip(np.rint(w / scales[None, :]), qmin, qmax)
-    else:
-        g = w.reshape(K // group, group, N)
-        scales = np.abs(g).max(axis=1) / qmax
-        scales = np.where(scales == 0, 1.0, scales).astype(np.float32)
-        q = np.clip(np.rint(g / scales[:, None, :]), qmin, qmax).reshape(K, N)
-    return q.astype(np.int8), scales, qmin, qmax
 
 
 def _matmuls(module: ir.Module):
