@@ -63,9 +63,9 @@ class PassSpec:
         return self.run(module, **{k.replace("-", "_"): v for k, v in values.items()})
 
     def parse_options(self, text: str) -> Dict[str, Any]:
-        """'threshold=6.0 mode=static' (spaces or commas) -> typed values, defaults filled in."""
+        """'threshold=6.0 mode=static' (space-separated, as mlir-opt) -> typed values, defaults filled in."""
         values = {k: o.default for k, o in self.options.items()}
-        for item in filter(None, re.split(r"[\s,]+", text.strip())):
+        for item in filter(None, re.split(r"\s+", text.strip())):
             key, _, raw = item.partition("=")
             if key not in self.options:
                 known = ", ".join(self.options) or "none"

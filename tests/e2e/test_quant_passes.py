@@ -156,3 +156,44 @@ def test_static_split_needs_calibration(data):
         module = ir.Module.parse(matmul_module(w))
         with pytest.raises(QuantPassError, match="qmlir.act_channel_absmax"):
             split_outliers.run(module, mode="static")
+
+
+@pytest.mark.parametrize("low,torch_low", [("bf16", torch.bfloat16), ("f16", torch.float16)])
+def test_mixed_precision_matmul(data, low, torch_low):
+    """Operands rounded to bf16/f16, products summed in f32: equal to PyTorch's rounding of the
+    operands followed by an f32 matmul (up to summation order)."""
+    from qmlir.passes import mixed_precision
+    w, x, _ = data
+    y = run_with(matmul_module(w), x, (mixed_precision.run, dict(type=low)))
+    ref = (torch.from_numpy(x).to(torch_low).float() @ torch.from_numpy(w).to(torch_low).float()).numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    assert sqnr(y, x @ w) < 80  # it really ran in low precision (f32 alone would be ~130 dB)
+
+
+def test_mixed_precision_keeps_unlisted_ops_in_f32(data):
+    from qmlir.passes import mixed_precision
+    w, x, _ = data
+    with ir.Context(), ir.Location.unknown():
+        module = ir.Module.parse(matmul_module(w))
+        assert mixed_precision.run(module, ops="batch_matmul") == 0
+        assert "bf16" not in str(module)
+        with pytest.raises(QuantPassError, match="unknown op kind"):
+            mixed_precision.run(module, ops="softmax")
+
+
+def test_mixed_precision_conv_from_an_imported_model():
+    import qmlir
+    from qmlir.passes import mixed_precision
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1).eval()
+    x = torch.randn(2, 3, 8, 8)
+    graph = qmlir.import_model(conv, (x,))
+    with ir.Context(), ir.Location.unknown():
+        module = ir.Module.parse(graph.mlir)
+        assert mixed_precision.run(module, type="bf16") == 1
+        compiled = compile_module(module)
+    out = compiled(conv.weight.detach(), conv.bias.detach(), x)[0] if graph.inputs[0].shape == (8, 3, 3, 3) \
+        else compiled(x, conv.weight.detach(), conv.bias.detach())[0]
+    ref = torch.nn.functional.conv2d(x.bfloat16().float(), conv.weight.detach().bfloat16().float(), conv.bias.detach(),
+                                     padding=1)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
