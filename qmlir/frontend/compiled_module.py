@@ -29,12 +29,13 @@ class CompiledModule:
     dtype raises `InputMismatchError`; parameters are passed to the compiled code by pointer
     at each call, so weights are not copied and in-place weight updates are seen."""
 
-    def __init__(self, model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None = None):
+    def __init__(self, model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None = None,
+                 passes: str | None = None):
         kwargs = dict(example_kwargs or {})
         self.graphs: List = []  # one CompiledGraph per captured graph (one, with fullgraph)
         self._signature = _signature(tuple(example_inputs), kwargs)
         self._model = model
-        self._compiled = torch.compile(model, backend=make_backend(strict=True, on_compile=self.graphs.append),
+        self._compiled = torch.compile(model, backend=make_backend(strict=True, on_compile=self.graphs.append, passes=passes),
                                        fullgraph=True, dynamic=False)
         t0 = time.perf_counter()
         _capture_errors(lambda: self._compiled(*example_inputs, **kwargs))
@@ -42,11 +43,12 @@ class CompiledModule:
 
     @property
     def mlir(self) -> str:
-        """The imported MLIR (linalg/arith/math/tensor on tensors), before lowering."""
-        return "\n".join(g.graph.mlir for g in self.graphs)
+        """The imported MLIR (linalg/arith/math/tensor on tensors, after `passes`), before lowering.
+        (If Dynamo had to capture the model again, e.g. after torch._dynamo.reset(), the latest.)"""
+        return self.graphs[-1].graph.mlir
 
     def mlir_with_locations(self) -> str:
-        return "\n".join(g.graph.module.operation.get_asm(enable_debug_info=True) for g in self.graphs)
+        return self.graphs[-1].graph.module.operation.get_asm(enable_debug_info=True)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         spec, leaves = _signature(args, kwargs)
@@ -87,9 +89,11 @@ def import_model(model: torch.nn.Module, example_inputs: tuple = (), example_kwa
     return graphs[0]
 
 
-def compile(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: dict | None = None) -> CompiledModule:
+def compile(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: dict | None = None,
+            passes: str | None = None) -> CompiledModule:
     """Compile `model` for the shapes and dtypes of `example_inputs` (strict: unsupported ops
-    raise `UnsupportedOpError` naming all of them)."""
+    raise `UnsupportedOpError` naming all of them). `passes` is a qmlir-opt pipeline run on the
+    imported IR before lowering (e.g. "qmlir-mixed-precision{type=bf16}")."""
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    return CompiledModule(model, tuple(example_inputs), example_kwargs)
+    return CompiledModule(model, tuple(example_inputs), example_kwargs, passes)

@@ -13,7 +13,10 @@ from torch._decomp import core_aten_decompositions
 from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 
+from mlir import ir
+
 from qmlir.errors import UnsupportedOpError
+from qmlir.passes.pipeline_text import apply_pipeline, parse_pipeline
 from qmlir.frontend.importer import ImportedGraph, import_graph
 from qmlir.runtime.engine import CompiledFunction, compile_graph
 
@@ -40,10 +43,16 @@ class CompiledGraph:
 
 
 def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph], None]] = None,
-            on_import: Optional[Callable[[ImportedGraph], None]] = None) -> Callable:
+            on_import: Optional[Callable[[ImportedGraph], None]] = None, passes: Optional[str] = None) -> Callable:
     """A configured backend: `torch.compile(model, backend=qmlir.backend(strict=True))`.
-    `on_compile` is called with each compiled graph (its IR and timings). With `on_import`,
-    graphs are only imported (handed to it) and then run eagerly: nothing is lowered."""
+
+    passes: a qmlir-opt pipeline run on each imported graph before lowering, e.g.
+        "qmlir-mixed-precision{type=bf16}" (the same registry and parser as qmlir-opt).
+    on_compile: called with each compiled graph (its IR and timings).
+    on_import: graphs are only imported (handed to it) and then run eagerly: nothing is lowered.
+    """
+    if passes:
+        parse_pipeline(passes)  # a malformed pipeline or unknown qmlir option fails here, at once
 
     def fw_compiler(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor]):
         t0 = time.perf_counter()
@@ -54,6 +63,9 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
                 raise
             _warn_once(f"qmlir: running this graph eagerly. {e}")
             return make_boxed_func(gm.forward)
+        if passes:
+            with graph.context, ir.Location.unknown():
+                apply_pipeline(graph.module, passes)
         if on_import is not None:
             on_import(graph)
             return make_boxed_func(gm.forward)

@@ -52,6 +52,7 @@ class ImportedGraph:
 
     @property
     def mlir(self) -> str:
+        """The module as text (after any passes run on it), the key of the compile cache."""
         return str(self.module)
 
 
