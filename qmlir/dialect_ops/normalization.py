@@ -13,6 +13,16 @@ from qmlir.frontend.types import compute_dtype, element_type
 aten = torch.ops.aten
 
 
+def _affine(y: ir.Value, weight_bias, has_weight: bool, has_bias: bool) -> ir.Value:
+    """y * weight + bias, each optional; `weight_bias` holds the present ones in that order."""
+    it = iter(weight_bias)
+    if has_weight:
+        y = arith.mulf(y, next(it))
+    if has_bias:
+        y = arith.addf(y, next(it))
+    return y
+
+
 @lowering(aten.native_layer_norm.default)
 def native_layer_norm(ctx, node, x, normalized_shape, weight, bias, eps):
     """Returns (out, mean, rstd) like ATen; mean and rstd have the normalized dims kept as 1."""
@@ -35,13 +45,7 @@ def native_layer_norm(ctx, node, x, normalized_shape, weight, bias, eps):
         operands.append(bias)
 
     def body(c, r, *wb):
-        y = arith.mulf(c, r)
-        it = iter(wb)
-        if weight is not None:
-            y = arith.mulf(y, next(it))
-        if bias is not None:
-            y = arith.addf(y, next(it))
-        return y
+        return _affine(arith.mulf(c, r), wb, weight is not None, bias is not None)
 
     out = elementwise(shape, out_meta.dtype, operands, body)
     mean_out = elementwise(mean_meta.shape, mean_meta.dtype, [reshape(mean, mean_meta.shape)], lambda v: v, [acc])
@@ -66,12 +70,7 @@ def batch_norm_eval(ctx, node, x, weight, bias, running_mean, running_var, momen
 
     def body(v, mu, var, *wb):
         y = arith.mulf(arith.subf(v, mu), m.rsqrt(arith.addf(var, const(eps, var.type))))
-        it = iter(wb)
-        if weight is not None:
-            y = arith.mulf(y, next(it))
-        if bias is not None:
-            y = arith.addf(y, next(it))
-        return y
+        return _affine(y, wb, weight is not None, bias is not None)
 
     out = elementwise(out_meta.shape, out_meta.dtype, operands, body)
     empties = [full(s.shape, element_type(s.dtype), 0.0) for s in (save_mean, save_rstd)]

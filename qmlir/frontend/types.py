@@ -42,10 +42,6 @@ def tensor_type(shape, dtype: torch.dtype) -> ir.RankedTensorType:
     return ir.RankedTensorType.get([int(s) for s in shape], element_type(dtype))
 
 
-def is_float(dtype: torch.dtype) -> bool:
-    return dtype.is_floating_point
-
-
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype PyTorch's CPU kernels compute in: bf16/f16 are upcast to f32, rounded once at the end."""
     return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype

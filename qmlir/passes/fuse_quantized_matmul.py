@@ -66,16 +66,8 @@ def _weight_params(qt, K: int, N: int, where):
 
 def run(module: ir.Module) -> int:
     """Fuse every matched matmul; returns how many were fused."""
-    found = []
-
-    def visit(op):
-        if op.name == "linalg.matmul":
-            found.append(op)
-        return ir.WalkResult.ADVANCE
-
-    module.operation.walk(visit)
     count = 0
-    for op in found:
+    for op in registry.find_ops(module, "linalg.matmul"):
         aq, wq = _dcast_source(op.operands[0]), _dcast_source(op.operands[1])
         if aq is None or wq is None:
             continue

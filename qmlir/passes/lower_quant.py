@@ -158,14 +158,7 @@ def _scast(v: ir.Value, to: ir.Type) -> ir.Value:
 
 def run(module: ir.Module) -> int:
     """Lower every qcast/dcast in `module`; returns how many were lowered."""
-    targets = []
-
-    def collect(op):
-        if op.name in ("quant.qcast", "quant.dcast"):
-            targets.append(op)
-        return ir.WalkResult.ADVANCE
-
-    module.operation.walk(collect)
+    targets = registry.find_ops(module, "quant.qcast", "quant.dcast")
     for op in targets:
         src, res = op.operands[0], op.results[0]
         if not isinstance(src.type, ir.RankedTensorType):

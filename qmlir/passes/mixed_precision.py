@@ -61,16 +61,8 @@ def run(module: ir.Module, type: str = "bf16", ops: str = "matmul,batch_matmul,c
                              f"(kinds: {', '.join(_KINDS)})")
     names = {n for k in kinds for n in _KINDS[k]}
     low = _LOW[type]()
-    found = []
-
-    def visit(op):
-        if op.name in names:
-            found.append(op)
-        return ir.WalkResult.ADVANCE
-
-    module.operation.walk(visit)
     count = 0
-    for op in found:
+    for op in registry.find_ops(module, *names):
         n_in = len(op.operands) - 1  # named contractions: inputs then one init
         ins = [op.operands[i] for i in range(n_in)]
         if any(ir.RankedTensorType(v.type).element_type != F32() for v in ins):

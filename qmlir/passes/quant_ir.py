@@ -99,7 +99,7 @@ def is_zero_fill(v: ir.Value) -> bool:
     return float(ir.FloatAttr(scalar.owner.attributes["value"]).value) == 0.0
 
 
-def _fill(shape: Sequence[int], t: ir.Type, value) -> ir.Value:
+def fill(shape: Sequence[int], t: ir.Type, value) -> ir.Value:
     return linalg.fill(const(value, t), outs=[tensor.empty(list(shape), t)])
 
 
@@ -115,7 +115,7 @@ def int_matmul(a_i8: ir.Value, a_scale: Union[float, ir.Value], a_zp: int, w_i8:
     N = ir.RankedTensorType(w_i8.type).shape[1]
     f32, i32 = F32(), I32()
     if group is None:
-        acc = linalg.matmul(a_i8, w_i8, outs=[_fill([M, N], i32, 0)])
+        acc = linalg.matmul(a_i8, w_i8, outs=[fill([M, N], i32, 0)])
         acc3 = reshape(acc, [1, M, N])
         scales, colsum, groups = w_scales.reshape(1, N), w_colsum.reshape(1, N), 1
     else:
@@ -123,7 +123,7 @@ def int_matmul(a_i8: ir.Value, a_scale: Union[float, ir.Value], a_zp: int, w_i8:
         a3 = reshape(a_i8, [M, groups, group])
         a3 = linalg.transpose(a3, outs=[tensor.empty([groups, M, group], I8())], permutation=[1, 0, 2]).result
         w3 = reshape(w_i8, [groups, group, N])
-        acc3 = linalg.batch_matmul(a3, w3, outs=[_fill([groups, M, N], i32, 0)])
+        acc3 = linalg.batch_matmul(a3, w3, outs=[fill([groups, M, N], i32, 0)])
         scales, colsum = w_scales.reshape(groups, N), w_colsum.reshape(groups, N)
     d = [ir.AffineDimExpr.get(i) for i in range(3)]  # (m, n, g)
     amap = ir.AffineMap.get(3, 0, [d[2], d[0], d[1]])
@@ -142,7 +142,7 @@ def int_matmul(a_i8: ir.Value, a_scale: Union[float, ir.Value], a_zp: int, w_i8:
         v = arith.sitofp(f32, arith.subi(acc_v, corr))
         return arith.addf(out, arith.mulf(v, arith.mulf(s_a, s_w)))
 
-    return generic(inputs, maps, [_fill([M, N], f32, 0.0)], [omap],
+    return generic(inputs, maps, [fill([M, N], f32, 0.0)], [omap],
                    ["parallel", "parallel", "reduction"], body)[0]
 
 
@@ -154,7 +154,7 @@ def quantize_rows(x: ir.Value, qmax: int = 127):
     d0, d1 = ir.AffineDimExpr.get(0), ir.AffineDimExpr.get(1)
     full = ir.AffineMap.get(2, 0, [d0, d1])
     row = ir.AffineMap.get(2, 0, [d0])
-    amax = generic([x], [full], [_fill([M], f32, 0.0)], [row], ["parallel", "reduction"],
+    amax = generic([x], [full], [fill([M], f32, 0.0)], [row], ["parallel", "reduction"],
                    lambda v, acc: arith.maximumf(acc, m.absf(v)))[0]
     one = ir.AffineMap.get(1, 0, [ir.AffineDimExpr.get(0)])
 

@@ -39,24 +39,12 @@ from qmlir.passes.quant_ir import (
 ABSMAX_ATTR = "qmlir.act_absmax"
 
 
-def _matmuls(module: ir.Module):
-    found = []
-
-    def visit(op):
-        if op.name == "linalg.matmul":
-            found.append(op)
-        return ir.WalkResult.ADVANCE
-
-    module.operation.walk(visit)
-    return found
-
-
 def run(module: ir.Module, weight_type: str = "i8", granularity: str = "channel", group_size: int = 128,
         act: str = "static", act_absmax: float = 0.0) -> int:
     """Quantize every eligible matmul in `module`; returns how many were quantized."""
     bits = 8 if weight_type == "i8" else 4
     count = 0
-    for op in _matmuls(module):
+    for op in registry.find_ops(module, "linalg.matmul"):
         x, w_val, out = op.operands[0], op.operands[1], op.operands[2]
         if any(ir.RankedTensorType(v.type).element_type != F32() for v in (x, w_val, out)):
             continue  # only f32 matmuls (mixed precision and quantized ones are left alone)

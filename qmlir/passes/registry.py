@@ -99,6 +99,14 @@ def _load_all() -> None:
     from qmlir.passes import catalog  # noqa: F401  (imports every pass module)
 
 
-def functions(module: ir.Module):
-    """The func.func ops at the top of `module`."""
-    return [op for op in module.body.operations if op.operation.name == "func.func"]
+def find_ops(module: ir.Module, *names: str) -> list:
+    """Every op named one of `names` in `module`, in walk order (collected before any rewrite)."""
+    found = []
+
+    def visit(op):
+        if op.name in names:
+            found.append(op)
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    return found

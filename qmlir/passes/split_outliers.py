@@ -38,16 +38,12 @@ from mlir.dialects import math as m
 from qmlir.dialect_ops.builders import const, convert, generic, loop_index
 from qmlir.passes import registry
 from qmlir.passes.quant_ir import (
-    F32, I8, QuantPassError, constant_array, dense, int_matmul, is_zero_fill, per_axis_type, per_tensor_type,
-    quant_op, quantize_rows, quantize_weight,
+    F32, I8, QuantPassError, constant_array, dense, fill as _fill, int_matmul, is_zero_fill, per_axis_type,
+    per_tensor_type, quant_op, quantize_rows, quantize_weight,
 )
 
 CHANNEL_ABSMAX_ATTR = "qmlir.act_channel_absmax"
 _TYPES = {"f16": ir.F16Type.get, "bf16": ir.BF16Type.get, "f32": ir.F32Type.get}
-
-
-def _fill(shape, t, v):
-    return linalg.fill(const(v, t), outs=[tensor.empty(list(shape), t)])
 
 
 def _maps(rank_iter, *exprs_lists):
@@ -160,16 +156,8 @@ def run(module: ir.Module, threshold: float = 6.0, mode: str = "static", outlier
     if threshold < 0:
         raise QuantPassError(f"threshold must be >= 0, got {threshold}")
     otype = _TYPES[outlier_type]()
-    found = []
-
-    def visit(o):
-        if o.name == "linalg.matmul":
-            found.append(o)
-        return ir.WalkResult.ADVANCE
-
-    module.operation.walk(visit)
     count = 0
-    for op in found:
+    for op in registry.find_ops(module, "linalg.matmul"):
         x, wv, out = op.operands[0], op.operands[1], op.operands[2]
         if any(ir.RankedTensorType(v.type).element_type != F32() for v in (x, wv, out)):
             continue

