@@ -104,7 +104,8 @@ def main() -> int:
     print(f"{'':{width}}{'eager':>12}{'qmlir':>12}")
     for name, e, q in rows:
         print(f"{name:{width}}{e:>12}{q:>12}")
-    print(f"{"time, qmlir / eager (lower is faster)":{width}}{"":>12}{qmlir_t / eager_t:>11.2f}x")
+    label = "time, qmlir / eager (lower is faster)"
+    print(f"{label:{width}}{'':>12}{qmlir_t / eager_t:>11.2f}x")
     print(f"\nmax |logit difference|: {diff:.2e}; imported module: {ops} lines of MLIR, "
           f"{len(g.graph.inputs)} inputs (weights passed by pointer)")
     print(f"\nprompt: {tok.decode(prompt[0])!r}")

@@ -76,3 +76,14 @@ def test_readme_lists_every_supported_op():
     from qmlir.tools.supported_ops import table
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert table() in readme, "README.md's op table is stale: paste `make supported-ops` into it"
+
+
+def test_demo_script_parses_and_documents_itself():
+    """make demo's script is not run by the suite (it loads SmolLM2 twice over); at least it
+    must import and answer --help."""
+    import subprocess
+    import sys
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
+    out = subprocess.run([sys.executable, str(demo), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--new-tokens" in out.stdout
