@@ -63,6 +63,12 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
                 raise
             _warn_once(f"qmlir: running this graph eagerly. {e}")
             return make_boxed_func(gm.forward)
+        except Exception as e:  # a bug in a lowering: warn and run eagerly (strict: raise)
+            if strict:
+                raise
+            _warn_once(f"qmlir: running this graph eagerly: importing it failed "
+                       f"({type(e).__name__}: {e}); please report it")
+            return make_boxed_func(gm.forward)
         if passes:
             with graph.context, ir.Location.unknown():
                 apply_pipeline(graph.module, passes)
@@ -70,7 +76,14 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
             on_import(graph)
             return make_boxed_func(gm.forward)
         t1 = time.perf_counter()
-        fn = compile_graph(graph)
+        try:
+            fn = compile_graph(graph)
+        except Exception as e:  # a lowering failure must not take the user's program down
+            if strict:
+                raise
+            _warn_once(f"qmlir: running this graph eagerly: compiling it failed "
+                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); please report it")
+            return make_boxed_func(gm.forward)
         if on_compile is not None:
             on_compile(CompiledGraph(graph, fn, t1 - t0))
 

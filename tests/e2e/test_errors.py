@@ -107,3 +107,21 @@ def test_weights_are_read_at_call_time_not_copied():
     with torch.no_grad():
         model.weight.mul_(2.0)
         torch.testing.assert_close(cm(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_an_internal_failure_falls_back_eagerly(monkeypatch):
+    """A bug inside qmlir (here: a lowering that raises) warns and runs the graph eagerly."""
+    from qmlir.dialect_ops import registry
+
+    def broken(ctx, node, *args, **kwargs):
+        raise RuntimeError("simulated lowering bug")
+
+    monkeypatch.setitem(registry._REGISTRY, torch.ops.aten.tanh.default, broken)
+    model = torch.nn.Tanh()
+    x = torch.randn(5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = torch.compile(model, backend="qmlir")(x)
+    torch.testing.assert_close(out, torch.tanh(x))
+    assert any("simulated lowering bug" in str(w.message) for w in caught
+               if issubclass(w.category, QmlirFallbackWarning))
