@@ -1,5 +1,5 @@
-"""Named lowering pipelines. `cpu`: tile+vectorize matmuls, fuse elementwise ops, bufferize
-with results as caller-provided out-parameters, outline kernels, lower to the LLVM dialect."""
+"""Named lowering pipelines. `cpu`: tile+vectorize matmuls, bufferize with results as
+caller-provided out-parameters, outline kernels, lower to the LLVM dialect."""
 from __future__ import annotations
 
 from mlir import ir, passmanager
@@ -8,8 +8,6 @@ from qmlir.errors import CompileError
 from qmlir.passes import distinct_results, loop_outlining, matmul_tiling, registry
 
 CPU_PREPARE = "builtin.module(func.func(canonicalize,cse,canonicalize))"
-
-CPU_FUSE = "builtin.module(func.func(linalg-fuse-elementwise-ops,canonicalize,cse))"
 
 CPU_LOWER = (
     "builtin.module("
@@ -81,10 +79,10 @@ def lower_to_llvm_cpu(module: ir.Module) -> None:
         matmul_tiling.run(module)
     except ir.MLIRError as e:
         raise CompileError(f"matmul tiling failed: {e}") from None
-    # Fuse elementwise producers into consumers only now: before tiling, its reshape-folding
-    # patterns turn named matmuls into generics that no longer get tiled. Fewer tensors also
-    # halve one-shot-bufferize's time (7.9 s instead of 15 s of lowering + JIT for SmolLM2).
-    run_pipeline(module, CPU_FUSE)
+    # No linalg-fuse-elementwise-ops: before tiling its reshape folding turns named matmuls into
+    # generics that are no longer tiled; after tiling it halves compile time (fewer tensors to
+    # bufferize) but recomputes producers (softmax's exp) and made SmolLM2 at 256 tokens 1.5x
+    # slower. Fusion belongs to the speed work, with a cost model.
     distinct_results.run(module)
     run_pipeline(module, CPU_LOWER)
     try:
