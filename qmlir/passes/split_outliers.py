@@ -31,11 +31,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 from mlir.dialects import math as m
 
 from qmlir.dialect_ops.builders import const, convert, generic, loop_index
+from qmlir.dialect_ops.constants import dense_constant
+from qmlir.frontend.types import torch_dtype
 from qmlir.passes import registry
 from qmlir.passes.quant_ir import (
     F32, I8, QuantPassError, constant_array, dense, fill as _fill, int_matmul, is_zero_fill, per_axis_type,
@@ -73,13 +76,7 @@ def _float_matmul(x: ir.Value, w: np.ndarray, otype: ir.Type) -> ir.Value:
         full = _maps(2, [0, 1])[0]
         xs = generic([x], [full], [tensor.empty([M, J], otype)], [full], ["parallel"] * 2,
                      lambda v, _: convert(v, otype))[0]
-    if otype == ir.BF16Type.get():  # numpy has no bf16: store the rounded values' bits
-        import torch
-        wt = torch.from_numpy(w.astype(np.float32)).to(torch.bfloat16).view(torch.int16).numpy()
-        wv = arith.ConstantOp(ir.RankedTensorType.get(list(w.shape), otype),
-                              ir.DenseElementsAttr.get(wt, type=otype)).result
-    else:
-        wv = dense(w.astype(np.float16 if otype == ir.F16Type.get() else np.float32), otype)
+    wv = dense_constant(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)).to(torch_dtype(otype)))
     return linalg.matmul(xs, wv, outs=[_fill([M, N], F32(), 0.0)])
 
 
