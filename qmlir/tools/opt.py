@@ -93,7 +93,8 @@ def list_passes() -> str:
         lines.append(f"  {spec.name:32} {spec.summary}")
         for key, o in spec.options.items():
             choices = f" ({'|'.join(o.choices)})" if o.choices else ""
-            lines.append(f"      {key}={o.default!s:<10} {o.type.__name__}{choices}: {o.help}")
+            setting = f"{key}={o.default}"
+            lines.append(f"      {setting:<30} {o.type.__name__}{choices}: {o.help}")
     lines.append("")
     lines.append("Any upstream MLIR pass works too (mlir-opt --help lists them).")
     return "\n".join(lines)
