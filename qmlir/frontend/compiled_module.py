@@ -39,6 +39,8 @@ class CompiledModule:
                                        fullgraph=True, dynamic=False)
         t0 = time.perf_counter()
         _capture_errors(lambda: self._compiled(*example_inputs, **kwargs))
+        if not self.graphs:  # never run eagerly in qmlir's name
+            raise QmlirError("TorchDynamo ran the model without handing a graph to qmlir")
         self.compile_seconds = time.perf_counter() - t0
 
     @property
@@ -72,6 +74,10 @@ def _capture_errors(call: Callable[[], Any]) -> None:
         if isinstance(e.inner_exception, QmlirError):
             raise e.inner_exception from None
         raise
+    except torch._dynamo.exc.FailOnRecompileLimitHit:
+        raise QmlirError("TorchDynamo's recompile limit for this forward() is reached (one capture per "
+                         "qmlir.compile of the same code with new shapes); call torch._dynamo.reset() or raise "
+                         "torch._dynamo.config.recompile_limit") from None
     except torch._dynamo.exc.Unsupported as e:
         raise UnsupportedOpError([("graph capture", "TorchDynamo cannot capture the model as one graph: "
                                    f"{str(e).splitlines()[0]}")]) from None

@@ -125,3 +125,12 @@ def test_an_internal_failure_falls_back_eagerly(monkeypatch):
     torch.testing.assert_close(out, torch.tanh(x))
     assert any("simulated lowering bug" in str(w.message) for w in caught
                if issubclass(w.category, QmlirFallbackWarning))
+
+
+def test_recompile_limit_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    model = torch.nn.Tanh()
+    qmlir.compile(model, (torch.randn(2),))
+    qmlir.compile(model, (torch.randn(3),))
+    with pytest.raises(qmlir.QmlirError, match="recompile limit"):
+        qmlir.compile(model, (torch.randn(4),))
