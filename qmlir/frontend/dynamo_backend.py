@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 import torch
+from mlir import ir
 from torch._decomp import core_aten_decompositions
 from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 
-from mlir import ir
-
 from qmlir.errors import UnsupportedOpError
-from qmlir.passes.pipeline_text import apply_pipeline, parse_pipeline
 from qmlir.frontend.importer import ImportedGraph, import_graph
+from qmlir.passes.pipeline_text import apply_pipeline, parse_pipeline
 from qmlir.runtime.engine import CompiledFunction, compile_graph
 
 _WARNED: set = set()
