@@ -127,10 +127,10 @@ def test_an_internal_failure_falls_back_eagerly(monkeypatch):
                if issubclass(w.category, QmlirFallbackWarning))
 
 
-def test_recompile_limit_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+def test_recompile_limit_is_a_clear_error():
     model = torch.nn.Tanh()
-    qmlir.compile(model, (torch.randn(2),))
-    qmlir.compile(model, (torch.randn(3),))
-    with pytest.raises(qmlir.QmlirError, match="recompile limit"):
-        qmlir.compile(model, (torch.randn(4),))
+    with torch._dynamo.config.patch(recompile_limit=2):  # (monkeypatch's undo deletes config entries)
+        qmlir.compile(model, (torch.randn(2),))
+        qmlir.compile(model, (torch.randn(3),))
+        with pytest.raises(qmlir.QmlirError, match="recompile limit"):
+            qmlir.compile(model, (torch.randn(4),))
