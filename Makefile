@@ -7,11 +7,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qmlir-installed
 JOBS   ?= 2
 
-.PHONY: demo test test-e2e test-lit test-unit supported-ops clean help
+.PHONY: demo test test-e2e test-lit test-unit bench supported-ops clean help
 
 help:
 	@echo "make demo   - run SmolLM2-135M eagerly and through qmlir, print perplexity, text and times"
 	@echo "make test   - the whole suite: unit + e2e numerics (pytest) and lit/FileCheck"
+	@echo "make bench  - qmlir vs eager and inductor, side by side, as ratios (JSON in benchmarks/results/)"
 	@echo "make supported-ops - print the supported-op table for the README"
 
 $(STAMP): pyproject.toml
@@ -35,6 +36,9 @@ test-e2e: $(STAMP)
 
 test-lit: $(STAMP)
 	$(BIN)/lit -sv -j $(JOBS) tests/lit
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 supported-ops: $(STAMP)
 	$(BIN)/python -m qmlir.tools.supported_ops

@@ -16,9 +16,23 @@ _M_TILES = (8, 4, 2, 1)
 _N_TILES = (32, 16, 8)
 
 
+# Only the default operand layouts are tiled: with transposed maps (indexing_maps = [...]) the
+# vector transfers lower to stack allocations inside the K loop, which overflow the stack for
+# long K (a crash seen at K=4096). Such matmuls stay on the scalar path.
+_DEFAULT_MAPS = {
+    "linalg.matmul": "[affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>, "
+                     "affine_map<(d0, d1, d2) -> (d0, d1)>]",
+    "linalg.batch_matmul": "[affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>, affine_map<(d0, d1, d2, d3) -> "
+                           "(d0, d3, d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>]",
+}
+
+
 def _tiles(op: ir.Operation) -> list[int] | None:
     out_shape = list(ir.RankedTensorType(op.results[0].type).shape) if op.results else None
     if out_shape is None:
+        return None
+    maps = op.attributes["indexing_maps"] if "indexing_maps" in op.attributes else None
+    if maps is not None and str(maps) != _DEFAULT_MAPS[op.name]:
         return None
     *batch, m, n = out_shape
     tm = next(t for t in _M_TILES if m % t == 0)

@@ -124,3 +124,4 @@ def test_leftover_quant_values_are_an_error():
     from qmlir.passes.lower_quant import QuantLoweringError
     with pytest.raises(QuantLoweringError, match="remains after lowering"):
         compile_mlir(src)
+
