@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 

@@ -7,7 +7,6 @@ import operator
 import torch
 from mlir import ir
 from mlir.dialects import arith, linalg, tensor
-from mlir.dialects import math as m
 
 from qmlir.dialect_ops.builders import (loop_index, 
     const, convert, elementwise, empty, full, generic, lowest, reshape, shape_of,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 from mlir import ir
-from mlir.dialects import arith, linalg
+from mlir.dialects import arith
 
 from qmlir.dialect_ops.builders import loop_index, const, convert, empty, full, generic
 from qmlir.dialect_ops.registry import lowering

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 from mlir import ir
-from mlir.dialects import arith, linalg, tensor
+from mlir.dialects import arith, tensor
 
 from qmlir.dialect_ops.builders import loop_index, const, empty, generic, shape_of
 from qmlir.dialect_ops.registry import lowering

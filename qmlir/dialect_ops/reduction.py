@@ -6,7 +6,7 @@ import math
 
 import torch
 from mlir import ir
-from mlir.dialects import arith, linalg
+from mlir.dialects import arith
 from mlir.dialects import math as m
 
 from qmlir.dialect_ops.builders import (loop_index, dtype_of, 

@@ -10,7 +10,7 @@ import operator
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List
 
 import torch
 import torch.fx

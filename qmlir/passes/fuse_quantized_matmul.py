@@ -93,8 +93,7 @@ def run(module: ir.Module) -> int:
         with op.location, ir.InsertionPoint(op):
             ai = quant_op("quant.scast", aq, ir.RankedTensorType.get([M, K], I8()))
             wi = quant_op("quant.scast", wq, ir.RankedTensorType.get([K, N], I8()))
-            y = int_matmul(ai, float(at.scale), zp_a, wi, scales if group else scales.reshape(N),
-                           group, colsum if group else colsum.reshape(N))
+            y = int_matmul(ai, float(at.scale), zp_a, wi, scales, group, colsum)  # it reshapes per group
         op.results[0].replace_all_uses_with(y)
         op.erase()
         count += 1
