@@ -13,6 +13,15 @@ from qmlir.errors import (
 from qmlir.frontend.compiled_module import CompiledModule, compile, import_model
 from qmlir.frontend.dynamo_backend import backend, qmlir_backend
 from qmlir.frontend.importer import import_graph
+from qmlir.quantization import (
+    CalibrationError,
+    QuantConfig,
+    QuantConfigError,
+    QuantizationError,
+    load_quantized,
+    quantize,
+    save_quantized,
+)
 
 
 def supported_ops() -> list:
@@ -24,5 +33,7 @@ def supported_ops() -> list:
 __all__ = [
     "CompileError", "CompiledModule", "InputMismatchError", "QmlirError", "UnsupportedOp",
     "UnsupportedOpError", "backend", "compile", "import_graph", "import_model", "qmlir_backend", "supported_ops",
+    "CalibrationError", "QuantConfig", "QuantConfigError", "QuantizationError", "load_quantized", "quantize",
+    "save_quantized",
 ]
 __version__ = "0.1.0"

@@ -38,3 +38,7 @@ class InputMismatchError(QmlirError, TypeError):
 
 class CompileError(QmlirError):
     """MLIR lowering or JIT compilation failed; carries the MLIR diagnostics."""
+
+
+class CudaUnavailableError(QmlirError):
+    """target='cuda' on a machine without a usable CUDA device, driver or CUDA build of torch."""

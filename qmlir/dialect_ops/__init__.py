@@ -6,6 +6,7 @@ from qmlir.dialect_ops import (  # noqa: F401
     indexing,
     matmul,
     normalization,
+    quantized,
     reduction,
     shape,
 )

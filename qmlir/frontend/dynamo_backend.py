@@ -3,10 +3,11 @@ gives an inference graph with parameters as inputs; qmlir imports and compiles i
 cannot compile runs eagerly after one warning naming every unsupported op (strict: raises)."""
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from mlir import ir
@@ -14,12 +15,32 @@ from torch._decomp import core_aten_decompositions
 from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 
-from qmlir.errors import UnsupportedOpError
+from qmlir.errors import QmlirError, UnsupportedOpError
 from qmlir.frontend.importer import ImportedGraph, import_graph
+from qmlir.quantization.linear import is_frozen
 from qmlir.passes.pipeline_text import apply_pipeline, parse_pipeline
 from qmlir.runtime.engine import CompiledFunction, compile_graph
 
 _WARNED: set = set()
+TARGETS = ("cpu", "cuda")
+
+
+def _compile_cuda(graph: ImportedGraph):
+    from qmlir.runtime.cuda import compile_graph_cuda  # the CUDA runtime loads only when asked for
+    return compile_graph_cuda(graph)
+
+
+def _constants(gm: torch.fx.GraphModule, fakes: List[torch.Tensor], frozen: Dict[int, torch.Tensor]):
+    """Compile-time constants by input position of the AOT graph. Dynamo hands the backend the
+    real tensors; AOT autograd's inference graph takes the same inputs in the same order (checked
+    here by shape and dtype; if it ever differs, no constants are known and a lowering that
+    needs one says so)."""
+    if not frozen:
+        return {}
+    if len(fakes) < max(frozen) + 1 or any(tuple(fakes[i].shape) != tuple(t.shape) or fakes[i].dtype != t.dtype
+                                           for i, t in frozen.items()):
+        return {}
+    return dict(frozen)
 
 
 class QmlirFallbackWarning(UserWarning):
@@ -42,21 +63,25 @@ class CompiledGraph:
 
 
 def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph], None]] = None,
-            on_import: Optional[Callable[[ImportedGraph], None]] = None, passes: Optional[str] = None) -> Callable:
+            on_import: Optional[Callable[[ImportedGraph], None]] = None, passes: Optional[str] = None,
+            target: str = "cpu") -> Callable:
     """A configured backend: `torch.compile(model, backend=qmlir.backend(strict=True))`.
 
     passes: a qmlir-opt pipeline run on each imported graph before lowering, e.g.
         "qmlir-mixed-precision{type=bf16}" (the same registry and parser as qmlir-opt).
     on_compile: called with each compiled graph (its IR and timings).
     on_import: graphs are only imported (handed to it) and then run eagerly: nothing is lowered.
+    target: "cpu" (LLVM, ExecutionEngine) or "cuda" (NVVM/PTX kernels, CUDA tensors in and out).
     """
+    if target not in TARGETS:
+        raise QmlirError(f"target must be one of {', '.join(TARGETS)}, got '{target}'")
     if passes:
         parse_pipeline(passes)  # a malformed pipeline or unknown qmlir option fails here, at once
 
-    def fw_compiler(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor]):
+    def fw_compiler(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor], frozen: Dict[int, torch.Tensor]):
         t0 = time.perf_counter()
         try:
-            graph = import_graph(gm)
+            graph = import_graph(gm, constants=_constants(gm, example_inputs, frozen))
         except UnsupportedOpError as e:
             if strict:
                 raise
@@ -76,7 +101,7 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
             return make_boxed_func(gm.forward)
         t1 = time.perf_counter()
         try:
-            fn = compile_graph(graph)
+            fn = compile_graph(graph) if target == "cpu" else _compile_cuda(graph)
         except Exception as e:  # a lowering failure must not take the user's program down
             if strict:
                 raise
@@ -92,7 +117,7 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
         run._boxed_call = True
         return run
 
-    compile_with_aot = aot_autograd(fw_compiler=fw_compiler, decompositions=core_aten_decompositions())
+    decompositions = core_aten_decompositions()
 
     def qmlir_backend(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor]):
         if torch.is_grad_enabled() and any(getattr(t, "requires_grad", False) for t in example_inputs):
@@ -102,6 +127,10 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
                 raise UnsupportedOpError([("autograd", message)])
             _warn_once(message)
             return gm.forward
+        # read now: inside AOT autograd's compiler, fake-tensor mode forbids touching real data
+        frozen = {i: t.detach().cpu().clone() for i, t in enumerate(example_inputs) if is_frozen(t)}
+        compile_with_aot = aot_autograd(fw_compiler=functools.partial(fw_compiler, frozen=frozen),
+                                        decompositions=decompositions)
         return compile_with_aot(gm, example_inputs)
 
     return qmlir_backend

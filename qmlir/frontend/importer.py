@@ -63,9 +63,25 @@ class ImportContext:
     graph_module: torch.fx.GraphModule
     module: ir.Module
     values: Dict[torch.fx.Node, Any] = field(default_factory=dict)
+    constants: Dict[torch.fx.Node, torch.Tensor] = field(default_factory=dict)
 
     def meta(self, node: torch.fx.Node) -> Any:
         return node.meta["val"]
+
+    def constant_array(self, node: Any, what: str) -> "np.ndarray":
+        """The NumPy value of an input known at compile time (a buffer marked as a compile-time
+        constant, e.g. quantization scales); raises UnsupportedOp if it is not known."""
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+        value = None
+        if isinstance(node, torch.fx.Node) and node in self.constants:
+            value = self.constants[node]
+        elif isinstance(node, torch.fx.Node) and node.op == "get_attr":
+            value = getattr(self.graph_module, node.target)
+        if isinstance(value, torch.Tensor):
+            with unset_fake_temporarily():  # AOT autograd compiles under fake-tensor mode
+                return value.detach().to(torch.float64 if value.is_floating_point() else torch.int64).numpy()
+        raise UnsupportedOp(node, f"{what} must be known at compile time (a buffer of a qmlir-quantized "
+                                  "module); here it is a run-time value")
 
 
 def node_location(node: torch.fx.Node) -> ir.Location:
@@ -116,9 +132,13 @@ def unsupported_ops(gm: torch.fx.GraphModule) -> List[tuple]:
     return problems
 
 
-def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward") -> ImportedGraph:
+def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward",
+                 constants: Dict[int, torch.Tensor] | None = None) -> ImportedGraph:
     """Import `gm` (an ATen-level, functional FX graph with static shapes) into a new MLIR module.
 
+    constants: values of inputs known at compile time, by input position (the parameter hook
+    of torch-mlir's importer): they stay function arguments, and lowerings that need a value
+    at compile time (quantization scales into `!quant.uniform` types) read it from here.
     Raises `UnsupportedOpError` listing every node that could not be lowered.
     """
     problems = unsupported_ops(gm)
@@ -145,8 +165,10 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward") -> Import
             fn = func.FuncOp(func_name, ftype)
         fn.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
         block = fn.add_entry_block()
-        for n, arg in zip(placeholders, block.arguments):
+        for i, (n, arg) in enumerate(zip(placeholders, block.arguments)):
             ctx.values[n] = arg
+            if constants and i in constants:
+                ctx.constants[n] = constants[i]
         problems = []
         with ir.InsertionPoint(block):
             for node in gm.graph.nodes:

@@ -24,7 +24,9 @@ from mlir import ir
 from mlir.dialects import quant
 
 from qmlir.passes import registry
-from qmlir.passes.quant_ir import F32, I8, QuantPassError, constant_array, int_matmul, is_zero_fill, quant_op
+from qmlir.passes.quant_ir import (
+    F32, I8, QuantPassError, column_sums, constant_array, int_matmul, is_zero_fill, quant_op,
+)
 
 
 def _dcast_source(v: ir.Value):
@@ -64,44 +66,55 @@ def _weight_params(qt, K: int, N: int, where):
     raise QuantPassError(f"{where}: unsupported weight quantization {qt}")
 
 
-def run(module: ir.Module) -> int:
-    """Fuse every matched matmul; returns how many were fused."""
+def run(module: ir.Module, strict: bool = True) -> int:
+    """Fuse every matched matmul; returns how many were fused. strict=False (the CPU pipeline)
+    leaves a matmul of dequantized operands it cannot fuse to run in float after qmlir-lower-quant."""
     count = 0
     for op in registry.find_ops(module, "linalg.matmul"):
-        aq, wq = _dcast_source(op.operands[0]), _dcast_source(op.operands[1])
-        if aq is None or wq is None:
-            continue
-        at = ir.RankedTensorType(aq.type).element_type
-        wt = ir.RankedTensorType(wq.type).element_type
-        M, K = ir.RankedTensorType(aq.type).shape
-        N = ir.RankedTensorType(wq.type).shape[1]
-        if not isinstance(at, quant.UniformQuantizedType):
-            raise QuantPassError(f"{op.location}: activation quantization must be per-tensor, got {at}")
-        if not (at.is_signed and wt.is_signed and at.storage_type == I8() and wt.storage_type == I8()):
-            raise QuantPassError(f"{op.location}: signed i8 storage expected for both operands")
-        if ir.RankedTensorType(op.results[0].type).element_type != F32() or not is_zero_fill(op.operands[2]):
-            raise QuantPassError(f"{op.location}: expected an f32 matmul into a zero fill")
-        scales, group = _weight_params(wt, K, N, op.location)
-        zp_a = int(at.zero_point)
-        w_const = _storage_constant(wq)
-        if zp_a != 0 and w_const is None:
-            raise QuantPassError(f"{op.location}: activation zero point {zp_a} needs a constant weight "
-                                 "(for its column sums)")
-        groups = 1 if group is None else K // group
-        colsum = np.zeros([groups, N], np.int64) if w_const is None else \
-            w_const.astype(np.int64).reshape(groups, K // groups, N).sum(axis=1)
-        with op.location, ir.InsertionPoint(op):
-            ai = quant_op("quant.scast", aq, ir.RankedTensorType.get([M, K], I8()))
-            wi = quant_op("quant.scast", wq, ir.RankedTensorType.get([K, N], I8()))
-            y = int_matmul(ai, float(at.scale), zp_a, wi, scales, group, colsum)  # it reshapes per group
-        op.results[0].replace_all_uses_with(y)
-        op.erase()
-        count += 1
+        try:
+            count += _fuse(op)
+        except QuantPassError:
+            if strict:
+                raise
     return count
+
+
+def _fuse(op) -> int:
+    """Fuse one matmul if its operands are both dequantized; QuantPassError if they cannot be."""
+    aq, wq = _dcast_source(op.operands[0]), _dcast_source(op.operands[1])
+    if aq is None or wq is None:
+        return 0
+    at = ir.RankedTensorType(aq.type).element_type
+    wt = ir.RankedTensorType(wq.type).element_type
+    M, K = ir.RankedTensorType(aq.type).shape
+    N = ir.RankedTensorType(wq.type).shape[1]
+    if not isinstance(at, quant.UniformQuantizedType):
+        raise QuantPassError(f"{op.location}: activation quantization must be per-tensor, got {at}")
+    if not (at.is_signed and wt.is_signed and at.storage_type == I8() and wt.storage_type == I8()):
+        raise QuantPassError(f"{op.location}: signed i8 storage expected for both operands")
+    if ir.RankedTensorType(op.results[0].type).element_type != F32() or not is_zero_fill(op.operands[2]):
+        raise QuantPassError(f"{op.location}: expected an f32 matmul into a zero fill")
+    scales, group = _weight_params(wt, K, N, op.location)
+    zp_a = int(at.zero_point)
+    w_const = _storage_constant(wq)
+    groups = 1 if group is None else K // group
+    with op.location, ir.InsertionPoint(op):
+        ai = quant_op("quant.scast", aq, ir.RankedTensorType.get([M, K], I8()))
+        wi = quant_op("quant.scast", wq, ir.RankedTensorType.get([K, N], I8()))
+        if w_const is not None:
+            colsum = w_const.astype(np.int64).reshape(groups, K // groups, N).sum(axis=1)
+        elif zp_a != 0:  # a weight argument: its column sums are computed at run time
+            colsum = column_sums(wi, group)
+        else:
+            colsum = np.zeros([groups, N], np.int64)
+        y = int_matmul(ai, float(at.scale), zp_a, wi, scales, group, colsum)  # it reshapes per group
+    op.results[0].replace_all_uses_with(y)
+    op.erase()
+    return 1
 
 
 registry.register_pass(
     "qmlir-fuse-quantized-matmul",
     "matmul of quant.dcast operands -> i8 x i8 -> i32 matmul, zero-point correction, one rescale",
-    run,
+    lambda module: run(module),
 )

@@ -9,7 +9,7 @@ from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 from mlir.dialects import math as m
 
-from qmlir.dialect_ops.builders import const, generic, reshape
+from qmlir.dialect_ops.builders import const, generic, loop_index, reshape
 from qmlir.errors import QmlirError
 
 
@@ -104,11 +104,12 @@ def fill(shape: Sequence[int], t: ir.Type, value) -> ir.Value:
 
 
 def int_matmul(a_i8: ir.Value, a_scale: Union[float, ir.Value], a_zp: int, w_i8: ir.Value,
-               w_scales: np.ndarray, group: Optional[int], w_colsum: np.ndarray) -> ir.Value:
+               w_scales: np.ndarray, group: Optional[int], w_colsum: Union[np.ndarray, ir.Value]) -> ir.Value:
     """y[m, n] = sum_g s_a[m] * s_w[g, n] * (sum_{k in g} a[m, k] * w[k, n] - zp_a * colsum_w[g, n])
 
     a_i8 [M, K] signed storage; a_scale a float (per tensor) or a [M] f32 tensor (per token);
-    w_i8 [K, N]; w_scales [N] (per channel) or [K/G, N] (groups of G along K), w_colsum likewise.
+    w_i8 [K, N]; w_scales [N] (per channel) or [K/G, N] (groups of G along K), w_colsum likewise
+    (NumPy for a constant weight, or an i32 tensor from `column_sums` for a weight argument).
     The products accumulate exactly in i32; one float rescale per group at the end.
     """
     M, K = ir.RankedTensorType(a_i8.type).shape
@@ -117,24 +118,29 @@ def int_matmul(a_i8: ir.Value, a_scale: Union[float, ir.Value], a_zp: int, w_i8:
     if group is None:
         acc = linalg.matmul(a_i8, w_i8, outs=[fill([M, N], i32, 0)])
         acc3 = reshape(acc, [1, M, N])
-        scales, colsum, groups = w_scales.reshape(1, N), w_colsum.reshape(1, N), 1
+        scales, groups = w_scales.reshape(1, N), 1
     else:
         groups = K // group
         a3 = reshape(a_i8, [M, groups, group])
         a3 = linalg.transpose(a3, outs=[tensor.empty([groups, M, group], I8())], permutation=[1, 0, 2]).result
         w3 = reshape(w_i8, [groups, group, N])
         acc3 = linalg.batch_matmul(a3, w3, outs=[fill([groups, M, N], i32, 0)])
-        scales, colsum = w_scales.reshape(groups, N), w_colsum.reshape(groups, N)
+        scales = w_scales.reshape(groups, N)
     d = [ir.AffineDimExpr.get(i) for i in range(3)]  # (m, n, g)
     amap = ir.AffineMap.get(3, 0, [d[2], d[0], d[1]])
     gmap = ir.AffineMap.get(3, 0, [d[2], d[1]])
     omap = ir.AffineMap.get(3, 0, [d[0], d[1]])
-    inputs = [acc3, dense(scales.astype(np.float32), f32), dense((colsum * a_zp).astype(np.int32), i32)]
-    maps = [amap, gmap, gmap]
+    if isinstance(w_colsum, ir.Value):  # weight known only at run time: zp * column sums in IR
+        corr = generic([w_colsum], [maps(2, [0, 1])[0]], [tensor.empty([groups, N], i32)], [maps(2, [0, 1])[0]],
+                       ["parallel"] * 2, lambda c, _: arith.muli(c, const(int(a_zp), i32)))[0]
+    else:
+        corr = dense((w_colsum.reshape(groups, N) * a_zp).astype(np.int32), i32)
+    inputs = [acc3, dense(scales.astype(np.float32), f32), corr]
+    in_maps = [amap, gmap, gmap]
     per_token = isinstance(a_scale, ir.Value)
     if per_token:
         inputs.append(a_scale)
-        maps.append(ir.AffineMap.get(3, 0, [d[0]]))
+        in_maps.append(ir.AffineMap.get(3, 0, [d[0]]))
 
     def body(acc_v, s_w, corr, *rest):
         out = rest[-1]
@@ -142,8 +148,18 @@ def int_matmul(a_i8: ir.Value, a_scale: Union[float, ir.Value], a_zp: int, w_i8:
         v = arith.sitofp(f32, arith.subi(acc_v, corr))
         return arith.addf(out, arith.mulf(v, arith.mulf(s_a, s_w)))
 
-    return generic(inputs, maps, [fill([M, N], f32, 0.0)], [omap],
+    return generic(inputs, in_maps, [fill([M, N], f32, 0.0)], [omap],
                    ["parallel", "parallel", "reduction"], body)[0]
+
+
+def column_sums(w_i8: ir.Value, group: Optional[int]) -> ir.Value:
+    """Per-group column sums of an i8 [K, N] weight known only at run time: i32 [K/G, N]."""
+    K, N = ir.RankedTensorType(w_i8.type).shape
+    G = group or K
+    w3 = reshape(w_i8, [K // G, G, N])
+    return generic([w3], [maps(3, [0, 1, 2])[0]], [fill([K // G, N], I32(), 0)], [maps(3, [0, 2])[0]],
+                   ["parallel", "reduction", "parallel"],
+                   lambda v, acc: arith.addi(acc, arith.extsi(I32(), v)))[0]
 
 
 def quantize_rows(x: ir.Value, qmax: int = 127):
@@ -171,3 +187,43 @@ def quantize_rows(x: ir.Value, qmax: int = 127):
 
     q = generic([x, scale], [full, row], [tensor.empty([M, K], I8())], [full], ["parallel", "parallel"], to_int)[0]
     return q, scale
+
+
+def maps(rank_iter, *exprs_lists):
+    """Affine maps over `rank_iter` loop dims, each given as the list of dims it reads."""
+    return [ir.AffineMap.get(rank_iter, 0, [ir.AffineDimExpr.get(d) for d in e]) for e in exprs_lists]
+
+
+def mask_columns(x: ir.Value, keep: ir.Value, keep_when: bool) -> ir.Value:
+    """x[m, k] where keep[k] == keep_when, else 0 (keep: an i8 tensor [K])."""
+    M, K = ir.RankedTensorType(x.type).shape
+    full, col = maps(2, [0, 1], [1])
+
+    def body(v, k, _):
+        on = arith.cmpi(arith.CmpIPredicate.ne, k, const(0, k.type))
+        if not keep_when:
+            on = arith.xori(on, const(1, on.type))
+        return arith.select(on, v, const(0.0, v.type))
+
+    return generic([x, keep], [full, col], [tensor.empty([M, K], F32())], [full], ["parallel"] * 2, body)[0]
+
+
+def gather_columns(x: ir.Value, cols: np.ndarray) -> ir.Value:
+    """x[:, cols] (f32 [M, len(cols)]) with the column indices as a constant."""
+    M = ir.RankedTensorType(x.type).shape[0]
+    J = len(cols)
+    idx = dense(cols.astype(np.int64), ir.IntegerType.get_signless(64))
+    full, col = maps(2, [0, 1], [1])
+
+    def body(k, _):
+        return tensor.extract(x, [loop_index(0), arith.index_cast(ir.IndexType.get(), k)])
+
+    return generic([idx], [col], [tensor.empty([M, J], F32())], [full], ["parallel"] * 2, body)[0]
+
+
+def add_f32(a: ir.Value, b: ir.Value) -> ir.Value:
+    """a + b for two f32 [M, N] tensors."""
+    M, N = ir.RankedTensorType(a.type).shape
+    full = maps(2, [0, 1])[0]
+    return generic([a, b], [full, full], [tensor.empty([M, N], F32())], [full], ["parallel"] * 2,
+                   lambda u, v, _: arith.addf(u, v))[0]

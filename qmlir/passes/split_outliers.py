@@ -42,29 +42,11 @@ from qmlir.frontend.types import torch_dtype
 from qmlir.passes import registry
 from qmlir.passes.quant_ir import (
     F32, I8, QuantPassError, constant_array, dense, fill as _fill, int_matmul, is_zero_fill, per_axis_type,
-    per_tensor_type, quant_op, quantize_rows, quantize_weight,
+    per_tensor_type, quant_op, quantize_rows, quantize_weight, maps, mask_columns, gather_columns, add_f32,
 )
 
 CHANNEL_ABSMAX_ATTR = "qmlir.act_channel_absmax"
 _TYPES = {"f16": ir.F16Type.get, "bf16": ir.BF16Type.get, "f32": ir.F32Type.get}
-
-
-def _maps(rank_iter, *exprs_lists):
-    return [ir.AffineMap.get(rank_iter, 0, [ir.AffineDimExpr.get(d) for d in e]) for e in exprs_lists]
-
-
-def _mask_columns(x: ir.Value, keep: ir.Value, keep_when: bool) -> ir.Value:
-    """x[m, k] where keep[k] == keep_when, else 0 (keep: an i8 tensor [K])."""
-    M, K = ir.RankedTensorType(x.type).shape
-    full, col = _maps(2, [0, 1], [1])
-
-    def body(v, k, _):
-        on = arith.cmpi(arith.CmpIPredicate.ne, k, const(0, k.type))
-        if not keep_when:
-            on = arith.xori(on, const(1, on.type))
-        return arith.select(on, v, const(0.0, v.type))
-
-    return generic([x, keep], [full, col], [tensor.empty([M, K], F32())], [full], ["parallel"] * 2, body)[0]
 
 
 def _float_matmul(x: ir.Value, w: np.ndarray, otype: ir.Type) -> ir.Value:
@@ -73,30 +55,11 @@ def _float_matmul(x: ir.Value, w: np.ndarray, otype: ir.Type) -> ir.Value:
     N = w.shape[1]
     xs = x
     if otype != F32():
-        full = _maps(2, [0, 1])[0]
+        full = maps(2, [0, 1])[0]
         xs = generic([x], [full], [tensor.empty([M, J], otype)], [full], ["parallel"] * 2,
                      lambda v, _: convert(v, otype))[0]
     wv = dense_constant(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)).to(torch_dtype(otype)))
     return linalg.matmul(xs, wv, outs=[_fill([M, N], F32(), 0.0)])
-
-
-def _gather_columns(x: ir.Value, cols: np.ndarray) -> ir.Value:
-    M = ir.RankedTensorType(x.type).shape[0]
-    J = len(cols)
-    idx = dense(cols.astype(np.int64), ir.IntegerType.get_signless(64))
-    full, col = _maps(2, [0, 1], [1])
-
-    def body(k, _):
-        return tensor.extract(x, [loop_index(0), arith.index_cast(ir.IndexType.get(), k)])
-
-    return generic([idx], [col], [tensor.empty([M, J], F32())], [full], ["parallel"] * 2, body)[0]
-
-
-def _add(a: ir.Value, b: ir.Value) -> ir.Value:
-    M, N = ir.RankedTensorType(a.type).shape
-    full = _maps(2, [0, 1])[0]
-    return generic([a, b], [full, full], [tensor.empty([M, N], F32())], [full], ["parallel"] * 2,
-                   lambda u, v, _: arith.addf(u, v))[0]
 
 
 def _static(op, x, w, threshold, otype):
@@ -113,7 +76,7 @@ def _static(op, x, w, threshold, otype):
     if len(regular):
         keep = np.zeros(K, np.int8)
         keep[regular] = 1
-        xr = x if len(outliers) == 0 else _mask_columns(x, dense(keep, I8()), True)
+        xr = x if len(outliers) == 0 else mask_columns(x, dense(keep, I8()), True)
         wr = w.copy()
         wr[outliers] = 0.0
         q, scales, qmin, qmax = quantize_weight(wr, 8, None)
@@ -125,14 +88,14 @@ def _static(op, x, w, threshold, otype):
         xd = quant_op("quant.dcast", xq, ir.RankedTensorType.get([M, K], F32()))
         parts.append(linalg.matmul(xd, wd, outs=[_fill([M, N], F32(), 0.0)]))
     if len(outliers):
-        parts.append(_float_matmul(_gather_columns(x, outliers), w[outliers], otype))
-    return parts[0] if len(parts) == 1 else _add(parts[0], parts[1])
+        parts.append(_float_matmul(gather_columns(x, outliers), w[outliers], otype))
+    return parts[0] if len(parts) == 1 else add_f32(parts[0], parts[1])
 
 
 def _dynamic(op, x, w, threshold, otype):
     M, K = ir.RankedTensorType(x.type).shape
     N = w.shape[1]
-    full, col = _maps(2, [0, 1], [1])
+    full, col = maps(2, [0, 1], [1])
     thr = threshold
 
     def flag(v, acc):
@@ -141,11 +104,11 @@ def _dynamic(op, x, w, threshold, otype):
 
     is_outlier = generic([x], [full], [_fill([K], I8(), 0)], [col], ["reduction", "parallel"], flag)[0]
     q, scales, _, _ = quantize_weight(w, 8, None)
-    xr = _mask_columns(x, is_outlier, False)
+    xr = mask_columns(x, is_outlier, False)
     xq, xs = quantize_rows(xr)
     yi = int_matmul(xq, xs, 0, dense(q, I8()), scales, None, np.zeros([N], np.int64))
-    yo = _float_matmul(_mask_columns(x, is_outlier, True), w, otype)
-    return _add(yi, yo)
+    yo = _float_matmul(mask_columns(x, is_outlier, True), w, otype)
+    return add_f32(yi, yo)
 
 
 def run(module: ir.Module, threshold: float = 6.0, mode: str = "static", outlier_type: str = "f16") -> int:

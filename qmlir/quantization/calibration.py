@@ -1,0 +1,118 @@
+"""Calibration: observe the input activations of every linear layer to quantize.
+
+Observers are forward pre-hooks on the `nn.Linear` modules, not nodes in an FX graph: module
+names are what users write in `skip` patterns and what errors should name; hooks see every
+call of a layer with any calling convention (HF models' kwargs, caches), and run eagerly on
+any iterable of inputs without a capture that could graph-break. Per layer they record the
+tensor min/max, the per-input-channel min/max/absmax (SmoothQuant and outlier channels), a
+bounded random sample of |x| (percentile calibration), and a bounded sample of input rows
+(SmoothQuant's "auto" search scores candidate scales on them).
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional
+
+import torch
+
+from qmlir.errors import QmlirError
+
+MAX_SAMPLES = 1 << 20
+MAX_ROWS = 256
+
+
+class CalibrationError(QmlirError, ValueError):
+    """Calibration data that cannot calibrate: empty, or NaN/Inf in an activation."""
+
+
+class ActivationObserver:
+    """Running statistics of one layer's input activations (the last dim is the channel)."""
+
+    def __init__(self, name: str, seed: int = 0):
+        self.name = name
+        self.calls = 0
+        self.min = self.max = None
+        self.channel_min = self.channel_max = None
+        self._samples: List[torch.Tensor] = []
+        self._n_samples = 0
+        self._rows: List[torch.Tensor] = []
+        self._n_rows = 0
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def observe(self, x: torch.Tensor) -> None:
+        x = x.detach().reshape(-1, x.shape[-1]).to(torch.float32)
+        if x.numel() == 0:
+            return
+        if not torch.isfinite(x).all():
+            bad = "NaN" if torch.isnan(x).any() else "Inf"
+            raise CalibrationError(f"calibration: {bad} in the input of layer '{self.name}' "
+                                   f"(call {self.calls + 1}); calibration data must give finite activations")
+        self.calls += 1
+        cmin, cmax = x.amin(dim=0), x.amax(dim=0)
+        if self.channel_min is None:
+            self.channel_min, self.channel_max = cmin, cmax
+        else:
+            self.channel_min = torch.minimum(self.channel_min, cmin)
+            self.channel_max = torch.maximum(self.channel_max, cmax)
+        self.min, self.max = float(self.channel_min.min()), float(self.channel_max.max())
+        if self._n_samples < MAX_SAMPLES:
+            flat = x.abs().reshape(-1)
+            take = min(flat.numel(), MAX_SAMPLES - self._n_samples, 1 << 18)
+            pick = torch.randperm(flat.numel(), generator=self._gen)[:take]
+            self._samples.append(flat[pick])
+            self._n_samples += take
+        if self._n_rows < MAX_ROWS:
+            take = min(x.shape[0], MAX_ROWS - self._n_rows)
+            pick = torch.randperm(x.shape[0], generator=self._gen)[:take]
+            self._rows.append(x[pick].clone())
+            self._n_rows += take
+
+    @property
+    def channel_absmax(self) -> torch.Tensor:
+        return torch.maximum(self.channel_min.abs(), self.channel_max.abs())
+
+    def rows(self) -> torch.Tensor:
+        """A sample of input rows [R, K] (R <= 256)."""
+        return torch.cat(self._rows)
+
+    def percentile(self, q: float, exclude: Optional[torch.Tensor] = None) -> float:
+        """The q-th percentile of |x| over the sample (optionally leaving out some channels)."""
+        sample = torch.cat(self._samples)
+        if exclude is not None and exclude.numel():
+            # samples are flattened [rows, K]: recompute from the row sample without those channels
+            rows = self.rows().clone()
+            rows[:, exclude] = 0
+            sample = rows.abs().reshape(-1)
+        return float(torch.quantile(sample[:1 << 24].to(torch.float32), q / 100.0))
+
+
+def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn.Module],
+              progress: bool = True, seed: int = 0) -> Dict[str, ActivationObserver]:
+    """Run `model` on every item of `data` (a tensor, a tuple of positional args, or a dict of
+    keyword args) under no_grad, observing the inputs of `layers` (name -> module)."""
+    from tqdm.auto import tqdm
+
+    observers = {name: ActivationObserver(name, seed) for name in layers}
+    handles = [mod.register_forward_pre_hook(lambda m, args, _n=name: observers[_n].observe(args[0]))
+               for name, mod in layers.items()]
+    try:
+        total = len(data) if hasattr(data, "__len__") else None
+        n = 0
+        with torch.no_grad():
+            for item in tqdm(data, total=total, desc="qmlir calibration", unit="batch", disable=not progress):
+                if isinstance(item, dict):
+                    model(**item)
+                elif isinstance(item, (tuple, list)):
+                    model(*item)
+                else:
+                    model(item)
+                n += 1
+    finally:
+        for h in handles:
+            h.remove()
+    if n == 0:
+        raise CalibrationError("calibration data is empty: give at least one input batch")
+    unseen = [name for name, o in observers.items() if o.calls == 0]
+    if unseen:
+        raise CalibrationError(f"calibration never ran layer(s) {', '.join(unseen[:5])}"
+                               f"{' ...' if len(unseen) > 5 else ''}: their activations cannot be calibrated")
+    return observers

@@ -1,0 +1,173 @@
+"""`QuantConfig`: every knob of ATen-level quantization, validated at construction, with a
+YAML form that round-trips. An unknown key or a bad value is a `QuantConfigError` naming it."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Union
+
+from qmlir.errors import QmlirError
+
+
+class QuantConfigError(QmlirError, ValueError):
+    """A configuration key or value qmlir does not accept."""
+
+
+_CHOICES = {
+    "weight_dtype": ("int8", "int4", "bf16", "f16"),
+    "weight_granularity": ("tensor", "channel", "group"),
+    "act_dtype": ("int8", "none"),
+    "act_granularity": ("tensor", "token"),
+    "act_calib": ("minmax", "absmax", "percentile"),
+    "outlier_dtype": ("f16", "bf16", "f32"),
+}
+
+
+@dataclass
+class QuantConfig:
+    """How to quantize a model's linear layers.
+
+    weight_dtype        int8 | int4 (integer, symmetric) | bf16 | f16 (a cast)
+    weight_granularity  tensor | channel (per output channel) | group (groups of `group_size`
+                        input channels per output channel; the usual choice for int4)
+    act_dtype           int8 (W8A8) | none (weight-only)
+    act_granularity     tensor (static: one scale per layer from calibration) |
+                        token (dynamic: one scale per row, computed at run time)
+    act_calib           minmax | absmax | percentile (static activations only)
+    act_symmetric       False gives static activations a zero point (minmax range)
+    smoothquant_alpha   None (off), a float in [0, 1], or "auto" (per-layer grid search)
+    outlier_threshold   None, or LLM.int8()'s threshold (6.0): input channels whose calibrated
+                        absmax exceeds it keep their weight rows in `outlier_dtype`
+    skip                fnmatch patterns of module names left in float (e.g. "lm_head")
+    """
+
+    weight_dtype: str = "int8"
+    weight_granularity: str = "channel"
+    group_size: int = 128
+    act_dtype: str = "none"
+    act_granularity: str = "tensor"
+    act_calib: str = "absmax"
+    act_percentile: float = 99.99
+    act_symmetric: bool = True
+    smoothquant_alpha: Optional[Union[float, str]] = None
+    smoothquant_grid: int = 11
+    outlier_threshold: Optional[float] = None
+    outlier_dtype: str = "f16"
+    skip: List[str] = field(default_factory=lambda: ["lm_head"])
+
+    def __post_init__(self) -> None:
+        for key, choices in _CHOICES.items():
+            value = getattr(self, key)
+            if value not in choices:
+                raise QuantConfigError(f"{key}={value!r}: expected one of {', '.join(choices)}")
+        if not isinstance(self.group_size, int) or isinstance(self.group_size, bool) or self.group_size < 2 \
+                or self.group_size % 2:
+            raise QuantConfigError(f"group_size={self.group_size!r}: expected an even integer >= 2")
+        if not (isinstance(self.act_percentile, (int, float)) and 0 < self.act_percentile <= 100):
+            raise QuantConfigError(f"act_percentile={self.act_percentile!r}: expected a number in (0, 100]")
+        if not isinstance(self.act_symmetric, bool):
+            raise QuantConfigError(f"act_symmetric={self.act_symmetric!r}: expected true or false")
+        a = self.smoothquant_alpha
+        if a is not None and a != "auto" and not (isinstance(a, (int, float)) and not isinstance(a, bool)
+                                                 and 0.0 <= a <= 1.0):
+            raise QuantConfigError(f"smoothquant_alpha={a!r}: expected null, a number in [0, 1] or \"auto\"")
+        if not isinstance(self.smoothquant_grid, int) or self.smoothquant_grid < 2:
+            raise QuantConfigError(f"smoothquant_grid={self.smoothquant_grid!r}: expected an integer >= 2")
+        t = self.outlier_threshold
+        if t is not None and not (isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0
+                                  and not math.isnan(t)):
+            raise QuantConfigError(f"outlier_threshold={t!r}: expected null or a positive number")
+        if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
+            raise QuantConfigError(f"skip={self.skip!r}: expected a list of module-name patterns")
+        self.skip = list(self.skip)
+        if not self.is_integer and (self.act_dtype != "none" or self.outlier_threshold is not None
+                                    or self.smoothquant_alpha is not None):
+            raise QuantConfigError(f"weight_dtype={self.weight_dtype}: a float cast takes no activation "
+                                   "quantization, SmoothQuant or outlier threshold")
+        if self.weight_dtype == "int4" and self.act_dtype == "int8":
+            raise QuantConfigError("weight_dtype=int4 with act_dtype=int8 (W4A8) is not supported; "
+                                   "use int4 weight-only or int8 weights")
+        if self.smoothquant_alpha is not None and self.act_dtype == "none":
+            raise QuantConfigError("smoothquant_alpha needs act_dtype=int8 (SmoothQuant migrates activation "
+                                   "outliers into the weights for W8A8)")
+        if self.outlier_threshold is not None and self.act_dtype == "none":
+            raise QuantConfigError("outlier_threshold needs act_dtype=int8 (outlier channels bypass "
+                                   "activation quantization)")
+
+    @property
+    def is_integer(self) -> bool:
+        return self.weight_dtype in ("int8", "int4")
+
+    @property
+    def weight_bits(self) -> int:
+        return 4 if self.weight_dtype == "int4" else 8
+
+    @property
+    def static_activations(self) -> bool:
+        return self.act_dtype == "int8" and self.act_granularity == "tensor"
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.static_activations or self.smoothquant_alpha is not None or self.outlier_threshold is not None
+
+    def describe(self) -> str:
+        """One line: `W8A8 static, SmoothQuant alpha=0.5, outliers>6`."""
+        if not self.is_integer:
+            return f"{self.weight_dtype} weights"
+        w = f"W{self.weight_bits}"
+        gran = f"g{self.group_size}" if self.weight_granularity == "group" else self.weight_granularity
+        if self.act_dtype == "none":
+            text = f"{w} weight-only ({gran})"
+        else:
+            text = f"{w}A8 {'static' if self.static_activations else 'dynamic per-token'} ({gran})"
+        if self.smoothquant_alpha is not None:
+            text += f", SmoothQuant alpha={self.smoothquant_alpha}"
+        if self.outlier_threshold is not None:
+            text += f", outliers>{self.outlier_threshold:g} in {self.outlier_dtype}"
+        return text
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "QuantConfig":
+        if not isinstance(data, dict):
+            raise QuantConfigError(f"a quantization config is a mapping of keys to values, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise QuantConfigError(f"unknown key(s) {', '.join(map(str, unknown))}; known keys: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def to_yaml(self, path: Optional[Union[str, Path]] = None) -> str:
+        import yaml
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, source: Union[str, Path]) -> "QuantConfig":
+        """Read a config from a YAML file (a path) or YAML text."""
+        import yaml
+        text = Path(source).read_text() if isinstance(source, Path) or (
+            isinstance(source, str) and "\n" not in source and Path(source).is_file()) else str(source)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise QuantConfigError(f"invalid YAML: {e}") from None
+        return cls.from_dict(data or {})
+
+
+PRESETS = {
+    "bf16": QuantConfig(weight_dtype="bf16"),
+    "f16": QuantConfig(weight_dtype="f16"),
+    "int8-weight-only": QuantConfig(weight_dtype="int8", weight_granularity="channel"),
+    "int4-g128": QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=128),
+    "w8a8-static": QuantConfig(act_dtype="int8", act_granularity="tensor"),
+    "w8a8-dynamic": QuantConfig(act_dtype="int8", act_granularity="token"),
+    "w8a8-smoothquant": QuantConfig(act_dtype="int8", act_granularity="tensor", smoothquant_alpha=0.5),
+    "w8a8-outliers": QuantConfig(act_dtype="int8", act_granularity="tensor", outlier_threshold=6.0),
+}

@@ -1,0 +1,118 @@
+"""The quantized linear layers as PyTorch custom ops (`torch.ops.qmlir.*`), each with an eager
+reference implementation of exact integer semantics and a fake (meta) implementation.
+
+Why custom ops: TorchDynamo and AOT autograd keep a custom op as one node, so the importer sees
+a whole quantized linear (weights, scales, activation quantization, outlier channels) and
+emits it in the quant dialect (qmlir/dialect_ops/quantized.py) instead of rediscovering
+integer matmuls in decomposed ATen arithmetic. The eager implementation is the reference the
+compiled code is tested against: integer products are exact (i8 x i8 summed in f64, exact
+below 2^53, then i32), and every float step is the one the IR performs, in f32, in the same
+order (quantize: x / s, round half to even, + zp, saturate, NaN -> zp; rescale: f32(acc -
+zp * colsum) * (s_x * s_w), summed over weight groups in order).
+
+x is 2-D [M, K]; weights are [Kp, N] storage (see weights.py), x is zero-padded to Kp.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from qmlir.quantization.weights import expand_scales, integer_weight
+
+def _pad(x: torch.Tensor, Kp: int) -> torch.Tensor:
+    K = x.shape[1]
+    return x if K == Kp else torch.nn.functional.pad(x, (0, Kp - K))
+
+def _div(x: torch.Tensor, s: float) -> torch.Tensor:
+    """x / s in f32 as a true division (PyTorch may turn division by a Python scalar into a
+    multiplication by its reciprocal, which rounds differently)."""
+    return x / torch.full_like(x, s)
+
+def quantize_static(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """Per-tensor int8: clamp(round_half_even(x / s) + zp, -128, 127), NaN -> zp."""
+    r = torch.round(_div(x, scale)) + float(zero_point)
+    r = torch.clamp(r, -128.0, 127.0)
+    r = torch.where(torch.isnan(x), torch.full_like(r, float(zero_point)), r)
+    return r.to(torch.int8)
+
+def quantize_per_token(x: torch.Tensor) -> tuple:
+    """Dynamic per-row int8: s = max|x_m| / 127 (1 for a zero row), q = clamp(round(x / s), -127, 127)."""
+    amax = x.abs().amax(dim=1)
+    scale = torch.where(amax == 0, torch.ones_like(amax), _div(amax, 127.0))
+    q = torch.clamp(torch.round(x / scale[:, None]), -127.0, 127.0).to(torch.int8)
+    return q, scale
+
+def int_matmul_reference(xq: torch.Tensor, x_scale, x_zp: int, wq: torch.Tensor, w_scales: torch.Tensor,
+                         group_size: int) -> torch.Tensor:
+    """sum_g f32(sum_{k in g} xq*wq - zp * colsum_g(wq)) * (s_x * s_w[g]): the rescale of the IR."""
+    M, Kp = xq.shape
+    N = wq.shape[1]
+    groups = Kp // group_size if group_size else 1
+    G = Kp // groups
+    scales = w_scales.reshape(groups, N) if group_size else expand_scales(w_scales, Kp, 0).expand(1, N)
+    s_x = x_scale[:, None] if isinstance(x_scale, torch.Tensor) else torch.tensor(x_scale, dtype=torch.float32)
+    out = torch.zeros(M, N, dtype=torch.float32)
+    for g in range(groups):
+        xg, wg = xq[:, g * G:(g + 1) * G], wq[g * G:(g + 1) * G]
+        acc = (xg.to(torch.float64) @ wg.to(torch.float64)).to(torch.int64)
+        corr = int(x_zp) * wg.to(torch.int64).sum(dim=0)
+        v = (acc - corr[None, :]).to(torch.int32).to(torch.float32)
+        out = out + v * (s_x * scales[g][None, :])
+    return out
+
+def outlier_part(x: torch.Tensor, idx: Optional[torch.Tensor], w: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """x[:, idx] @ w, both rounded to w's dtype and multiplied with f32 accumulation."""
+    if idx is None or idx.numel() == 0:
+        return None
+    xo = x[:, idx].to(w.dtype).to(torch.float32)
+    return xo @ w.to(torch.float32)
+
+def regular_columns(x: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
+    """x with the outlier columns set to 0 (selected, not multiplied: a NaN there is dropped too)."""
+    if idx is None or idx.numel() == 0:
+        return x
+    keep = torch.ones(x.shape[1], dtype=torch.bool)
+    keep[idx] = False
+    return torch.where(keep, x, torch.zeros((), dtype=x.dtype))
+
+@torch.library.custom_op("qmlir::linear_weight_only", mutates_args=())
+def linear_weight_only(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bits: int,
+                       group_size: int) -> torch.Tensor:
+    """y = x @ (q * s): int8 or int4 (packed) weights dequantized to f32 in the kernel."""
+    q = integer_weight(weight, bits)
+    w = q.to(torch.float32) * expand_scales(scales, q.shape[0], group_size)
+    return _pad(x, q.shape[0]) @ w
+
+@torch.library.custom_op("qmlir::linear_w8a8", mutates_args=())
+def linear_w8a8(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, act_scale: float,
+                act_zero_point: int, group_size: int, outlier_idx: Optional[torch.Tensor],
+                outlier_weight: Optional[torch.Tensor]) -> torch.Tensor:
+    """Static W8A8: x quantized per tensor with the calibrated (scale, zero point); i8 x i8 -> i32."""
+    xr = regular_columns(x, outlier_idx)
+    xq = quantize_static(_pad(xr, weight.shape[0]), act_scale, act_zero_point)
+    y = int_matmul_reference(xq, act_scale, act_zero_point, weight, scales, group_size)
+    yo = outlier_part(x, outlier_idx, outlier_weight)
+    return y if yo is None else y + yo
+
+@torch.library.custom_op("qmlir::linear_w8a8_dynamic", mutates_args=())
+def linear_w8a8_dynamic(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, group_size: int,
+                        outlier_idx: Optional[torch.Tensor], outlier_weight: Optional[torch.Tensor]) -> torch.Tensor:
+    """Dynamic W8A8: x quantized per row at run time; i8 x i8 -> i32."""
+    xr = regular_columns(x, outlier_idx)
+    xq, s = quantize_per_token(_pad(xr, weight.shape[0]))
+    y = int_matmul_reference(xq, s, 0, weight, scales, group_size)
+    yo = outlier_part(x, outlier_idx, outlier_weight)
+    return y if yo is None else y + yo
+
+@linear_weight_only.register_fake
+def _(x, weight, scales, bits, group_size):
+    return x.new_empty(x.shape[0], weight.shape[1], dtype=torch.float32)
+
+@linear_w8a8.register_fake
+def _(x, weight, scales, act_scale, act_zero_point, group_size, outlier_idx, outlier_weight):
+    return x.new_empty(x.shape[0], weight.shape[1], dtype=torch.float32)
+
+@linear_w8a8_dynamic.register_fake
+def _(x, weight, scales, group_size, outlier_idx, outlier_weight):
+    return x.new_empty(x.shape[0], weight.shape[1], dtype=torch.float32)

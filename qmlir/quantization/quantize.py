@@ -1,0 +1,179 @@
+"""`qmlir.quantize(model, calib_data, config)`: a quantized copy of a model.
+
+Steps: pick the nn.Linear layers (minus `skip`), calibrate if the config needs it (static
+activations, SmoothQuant, outliers), apply SmoothQuant and calibrate again on the smoothed
+model (the ranges that matter are those of the smoothed activations), then replace each layer
+with a QuantizedLinear (integer modes) or CastLinear (bf16/f16). The input model is untouched.
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Union
+
+import torch
+
+from qmlir.errors import QmlirError
+from qmlir.quantization import smoothquant
+from qmlir.quantization.calibration import ActivationObserver, calibrate
+from qmlir.quantization.config import PRESETS, QuantConfig, QuantConfigError
+from qmlir.quantization.linear import CastLinear, QuantizedLinear
+from qmlir.quantization.weights import quantize_weight
+
+_OUTLIER_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32}
+
+
+class QuantizationError(QmlirError, ValueError):
+    """A model or its data cannot be quantized as asked."""
+
+
+@dataclass
+class QuantReport:
+    """What quantize() did, for printing and for save_quantized's metadata."""
+
+    config: QuantConfig
+    layers: Dict[str, dict] = field(default_factory=dict)
+    skipped: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        n_out = sum(v.get("outliers", 0) for v in self.layers.values())
+        text = f"{len(self.layers)} linear layers -> {self.config.describe()}; {len(self.skipped)} skipped"
+        if self.config.outlier_threshold is not None:
+            text += f"; {n_out} outlier input channels kept in {self.config.outlier_dtype}"
+        if self.config.smoothquant_alpha is not None:
+            folded = sum(1 for v in self.layers.values() if v.get("smooth") == "folded")
+            text += f"; SmoothQuant folded into norms/producers for {folded} layers, explicit for " \
+                    f"{sum(1 for v in self.layers.values() if v.get('smooth') == 'explicit')}"
+        return text
+
+
+def resolve_config(config: Union[QuantConfig, str, dict, None]) -> QuantConfig:
+    if config is None:
+        return QuantConfig()
+    if isinstance(config, QuantConfig):
+        return config
+    if isinstance(config, dict):
+        return QuantConfig.from_dict(config)
+    if isinstance(config, str):
+        if config in PRESETS:
+            return copy.deepcopy(PRESETS[config])
+        if config.endswith((".yaml", ".yml")):
+            return QuantConfig.from_yaml(config)
+        raise QuantConfigError(f"unknown preset '{config}' (presets: {', '.join(PRESETS)}; or a .yaml path)")
+    raise QuantConfigError(f"config must be a QuantConfig, a preset name, a dict or a YAML path, got "
+                           f"{type(config).__name__}")
+
+
+def select_layers(model: torch.nn.Module, cfg: QuantConfig) -> tuple:
+    chosen, skipped = [], []
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            (skipped if any(fnmatch.fnmatchcase(name, p) for p in cfg.skip) else chosen).append(name)
+    return chosen, skipped
+
+
+def _f32(v: float) -> float:
+    return float(torch.tensor(v, dtype=torch.float32))
+
+
+def activation_params(obs: ActivationObserver, cfg: QuantConfig, outliers: Optional[torch.Tensor]) -> tuple:
+    """(scale, zero point) of a static per-tensor int8 activation, from the regular channels."""
+    cmin, cmax = obs.channel_min.clone(), obs.channel_max.clone()
+    if outliers is not None and outliers.numel():
+        cmin[outliers] = 0.0
+        cmax[outliers] = 0.0
+    lo, hi = min(float(cmin.min()), 0.0), max(float(cmax.max()), 0.0)
+    if cfg.act_calib == "percentile":
+        p = obs.percentile(cfg.act_percentile, exclude=outliers)
+        lo, hi = max(lo, -p), min(hi, p)
+    if cfg.act_symmetric or cfg.act_calib == "absmax":
+        a = max(-lo, hi)
+        return (_f32(a / 127.0) if a > 0 else 1.0), 0
+    if hi - lo <= 0:
+        return 1.0, 0
+    scale = _f32((hi - lo) / 255.0)
+    zp = int(round(-128 - lo / scale))
+    return scale, max(-128, min(127, zp))
+
+
+def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[ActivationObserver],
+                     smooth_inv: Optional[torch.Tensor], info: dict) -> QuantizedLinear:
+    w = lin.weight.detach().to(torch.float32)
+    N, K = w.shape
+    idx, w_out = None, None
+    if cfg.outlier_threshold is not None:
+        idx = torch.nonzero(obs.channel_absmax > cfg.outlier_threshold).reshape(-1).to(torch.int64)
+        info["outliers"] = int(idx.numel())
+        if idx.numel():
+            w_out = w[:, idx].t().contiguous().to(_OUTLIER_DTYPES[cfg.outlier_dtype])
+            w = w.clone()
+            w[:, idx] = 0.0
+    qw = quantize_weight(w, cfg.weight_bits, cfg.weight_granularity, cfg.group_size)
+    bias = None if lin.bias is None else lin.bias.detach().to(torch.float32).clone()
+    group = qw.group_size
+    if cfg.act_dtype == "none":
+        return QuantizedLinear(K, N, "weight_only", cfg.weight_bits, group, qw.storage, qw.scales, bias)
+    if cfg.static_activations:
+        scale, zp = activation_params(obs, cfg, idx)
+        info.update(act_scale=scale, act_zero_point=zp)
+        return QuantizedLinear(K, N, "w8a8_static", 8, group, qw.storage, qw.scales, bias, scale, zp,
+                               smooth_inv, idx, w_out)
+    return QuantizedLinear(K, N, "w8a8_dynamic", 8, group, qw.storage, qw.scales, bias, 0.0, 0,
+                           smooth_inv, idx, w_out)
+
+
+def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
+             config: Union[QuantConfig, str, dict, None] = None, progress: bool = True) -> torch.nn.Module:
+    """A quantized copy of `model` (which is left untouched).
+
+    calib_data: an iterable of model inputs (tensors, tuples of args, or dicts of kwargs); needed
+        for static activations, SmoothQuant and outlier channels, ignored otherwise.
+    config: a QuantConfig, a preset name (qmlir.quantization.PRESETS), a dict, or a YAML path.
+    The result's linear layers call torch.ops.qmlir.* (eager: exact integer reference semantics;
+    torch.compile(backend="qmlir") / qmlir.compile: quant-dialect IR). `result.qmlir_quant` holds
+    a QuantReport (config and per-layer parameters).
+    """
+    cfg = resolve_config(config)
+    qmodel = copy.deepcopy(model).eval()
+    names, skipped = select_layers(qmodel, cfg)
+    if not names:
+        raise QuantizationError("no nn.Linear layer to quantize" + (f" (skip={cfg.skip} matched all "
+                                                                      f"{len(skipped)})" if skipped else ""))
+    for name in names:
+        p = dict(qmodel.named_modules())[name].weight
+        if not p.dtype.is_floating_point:
+            raise QuantizationError(f"layer '{name}' has {p.dtype} weights; quantize a float model")
+    report = QuantReport(cfg, {n: {} for n in names}, skipped)
+    modules = dict(qmodel.named_modules())
+    linears = {n: modules[n] for n in names}
+    if not cfg.is_integer:
+        dtype = torch.bfloat16 if cfg.weight_dtype == "bf16" else torch.float16
+        for n in names:
+            qmodel.set_submodule(n, CastLinear(linears[n], dtype))
+        qmodel.qmlir_quant = report
+        return qmodel
+    observers: Dict[str, ActivationObserver] = {}
+    smooth_inv: Dict[str, torch.Tensor] = {}
+    if cfg.needs_calibration:
+        if calib_data is None:
+            raise QuantizationError(f"{cfg.describe()} needs calibration data (calib_data=None)")
+        calib = list(calib_data)
+        observers = calibrate(qmodel, calib, linears, progress)
+        if cfg.smoothquant_alpha is not None:
+            for group in smoothquant.find_groups(qmodel, names):
+                smoothquant.choose_scales(group, modules, observers, cfg.smoothquant_alpha, cfg.smoothquant_grid)
+                inv = smoothquant.apply(group, modules)
+                for n in group.linears:
+                    if n in report.layers:
+                        report.layers[n].update(smooth="folded" if inv is None else "explicit",
+                                                alpha=round(group.alpha, 4))
+                    if inv is not None:
+                        smooth_inv[n] = inv
+                        qmodel.set_submodule(n, smoothquant.SmoothedLinear(linears[n], inv))
+            observers = calibrate(qmodel, calib, linears, progress)  # the smoothed activations
+    for n in names:
+        layer = _quantized_layer(linears[n], cfg, observers.get(n), smooth_inv.get(n), report.layers[n])
+        qmodel.set_submodule(n, layer)
+    qmodel.qmlir_quant = report
+    return qmodel

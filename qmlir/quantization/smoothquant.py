@@ -1,0 +1,146 @@
+"""SmoothQuant (Xiao et al., 2023): migrate activation outliers into the weights.
+
+For input channel j of a linear layer, s_j = max|X_j|^alpha / max|W_j|^(1 - alpha);
+X' = X / s and W' = W * s give the same product with an easier-to-quantize X'.
+
+The 1/s goes where it costs nothing when the graph allows (found from the module structure
+of Llama-family decoders, which covers SmolLM2, Llama, Mistral, Qwen2):
+  * into the RMSNorm/LayerNorm that feeds q/k/v (input_layernorm) or gate/up
+    (post_attention_layernorm): its weight (and bias) / s, one s shared by the group;
+  * into the rows of up_proj for down_proj (down's input is act(gate) * up, linear in up).
+Everywhere else (o_proj, whose input channels share value heads under grouped-query
+attention; layers of unknown models) x * (1/s) is an explicit multiply before the layer.
+
+alpha="auto" searches a grid per group and keeps the alpha whose simulated W8A8 output
+(per-tensor activations, per-channel weights) is closest to the float output on the
+calibration rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+import torch
+
+from qmlir.quantization.calibration import ActivationObserver
+
+
+@dataclass
+class SmoothGroup:
+    """Linears sharing one input, and where their 1/s can be folded."""
+
+    linears: List[str]
+    norm: Optional[str] = None       # fold into this norm's weight (and bias)
+    producer: Optional[str] = None   # or into this linear's output rows
+    alpha: float = 0.5
+    scales: Optional[torch.Tensor] = field(default=None, repr=False)
+
+    @property
+    def folded(self) -> bool:
+        return self.norm is not None or self.producer is not None
+
+
+def find_groups(model: torch.nn.Module, names: List[str]) -> List[SmoothGroup]:
+    """Group the linears to smooth; those not in a foldable pattern get their own group."""
+    modules = dict(model.named_modules())
+    chosen = set(names)
+    groups: List[SmoothGroup] = []
+    taken: set = set()
+    for prefix, mod in modules.items():
+        dot = prefix + "." if prefix else ""
+        norm_in, norm_post = dot + "input_layernorm", dot + "post_attention_layernorm"
+        qkv = [dot + f"self_attn.{p}_proj" for p in "qkv"]
+        gate_up = [dot + "mlp.gate_proj", dot + "mlp.up_proj"]
+        down = dot + "mlp.down_proj"
+        if _has_weight(modules.get(norm_in)) and all(n in modules for n in qkv) and set(qkv) & chosen:
+            groups.append(SmoothGroup(qkv, norm=norm_in))
+            taken.update(qkv)
+        if _has_weight(modules.get(norm_post)) and all(n in modules for n in gate_up) and set(gate_up) & chosen:
+            groups.append(SmoothGroup(gate_up, norm=norm_post))
+            taken.update(gate_up)
+        if down in chosen and gate_up[1] in modules and "MLP" in type(modules.get(dot + "mlp")).__name__:
+            groups.append(SmoothGroup([down], producer=gate_up[1]))
+            taken.add(down)
+    groups += [SmoothGroup([n]) for n in names if n not in taken]
+    return groups
+
+
+def _has_weight(m: Optional[torch.nn.Module]) -> bool:
+    return m is not None and isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() == 1
+
+
+def smoothing_scales(act_absmax: torch.Tensor, weights: List[torch.Tensor], alpha: float) -> torch.Tensor:
+    """s_j = max|X_j|^alpha / max|W_j|^(1-alpha) over the group's weights [N, K]; 1 where undefined."""
+    w_absmax = torch.stack([w.detach().abs().amax(dim=0) for w in weights]).amax(dim=0).to(torch.float32)
+    a = act_absmax.to(torch.float32)
+    s = a.clamp(min=1e-5).pow(alpha) / w_absmax.clamp(min=1e-5).pow(1 - alpha)
+    s = torch.where((a == 0) | (w_absmax == 0) | ~torch.isfinite(s), torch.ones_like(s), s)
+    return s.clamp(min=1e-5, max=1e5)
+
+
+def _fake_w8a8_error(rows: torch.Tensor, weights: List[torch.Tensor], s: torch.Tensor) -> float:
+    """Output error of per-tensor int8 x / s times per-channel int8 W * s, summed over the group."""
+    x = rows / s
+    sx = x.abs().amax().clamp(min=1e-8) / 127
+    xq = torch.clamp(torch.round(x / sx), -128, 127) * sx
+    err = 0.0
+    for w in weights:
+        w = w.detach().to(torch.float32)
+        ws = w * s
+        sw = ws.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+        wq = torch.clamp(torch.round(ws / sw), -128, 127) * sw
+        err += float(((xq @ wq.t()) - rows @ w.t()).pow(2).mean())
+    return err
+
+
+def choose_scales(group: SmoothGroup, model_modules: Dict[str, torch.nn.Module],
+                  observers: Dict[str, ActivationObserver], alpha: Union[float, str], grid: int) -> None:
+    """Set group.scales (and group.alpha; for "auto", the grid point with the least error)."""
+    obs = observers[group.linears[0]]  # the linears of a group see the same input
+    weights = [model_modules[n].weight for n in group.linears]
+    absmax = obs.channel_absmax
+    if alpha != "auto":
+        group.alpha, group.scales = float(alpha), smoothing_scales(absmax, weights, float(alpha))
+        return
+    rows = obs.rows()
+    best = None
+    for i in range(grid):
+        a = i / (grid - 1)
+        s = smoothing_scales(absmax, weights, a)
+        err = _fake_w8a8_error(rows, weights, s)
+        if best is None or err < best[0]:
+            best = (err, a, s)
+    _, group.alpha, group.scales = best
+
+
+def apply(group: SmoothGroup, modules: Dict[str, torch.nn.Module]) -> Optional[torch.Tensor]:
+    """Scale the group's weights by s and fold 1/s upstream; returns 1/s if it must stay explicit."""
+    s = group.scales
+    for name in group.linears:
+        lin = modules[name]
+        lin.weight = torch.nn.Parameter((lin.weight.detach() * s.to(lin.weight.dtype)), requires_grad=False)
+    if group.norm is not None:
+        norm = modules[group.norm]
+        norm.weight = torch.nn.Parameter(norm.weight.detach() / s.to(norm.weight.dtype), requires_grad=False)
+        if getattr(norm, "bias", None) is not None:
+            norm.bias = torch.nn.Parameter(norm.bias.detach() / s.to(norm.bias.dtype), requires_grad=False)
+        return None
+    if group.producer is not None:
+        prod = modules[group.producer]
+        prod.weight = torch.nn.Parameter(prod.weight.detach() / s[:, None].to(prod.weight.dtype), requires_grad=False)
+        if prod.bias is not None:
+            prod.bias = torch.nn.Parameter(prod.bias.detach() / s.to(prod.bias.dtype), requires_grad=False)
+        return None
+    return (1.0 / s).to(torch.float32)
+
+
+class SmoothedLinear(torch.nn.Module):
+    """A float linear behind an explicit x * (1/s) (used while re-calibrating)."""
+
+    def __init__(self, linear: torch.nn.Linear, smooth_inv: torch.Tensor):
+        super().__init__()
+        self.linear = linear
+        self.register_buffer("smooth_inv", smooth_inv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x * self.smooth_inv)
