@@ -30,12 +30,13 @@ class CompiledModule:
     at each call, so weights are not copied and in-place weight updates are seen."""
 
     def __init__(self, model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None = None,
-                 passes: str | None = None):
+                 passes: str | None = None, target: str = "cpu"):
         kwargs = dict(example_kwargs or {})
         self.graphs: List = []  # one CompiledGraph per captured graph (one, with fullgraph)
         self._signature = _signature(tuple(example_inputs), kwargs)
         self._model = model
-        self._compiled = torch.compile(model, backend=make_backend(strict=True, on_compile=self.graphs.append, passes=passes),
+        self._compiled = torch.compile(model, backend=make_backend(strict=True, on_compile=self.graphs.append, passes=passes,
+                                                                target=target),
                                        fullgraph=True, dynamic=False)
         t0 = time.perf_counter()
         _capture_errors(lambda: self._compiled(*example_inputs, **kwargs))
@@ -96,10 +97,42 @@ def import_model(model: torch.nn.Module, example_inputs: tuple = (), example_kwa
 
 
 def compile(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: dict | None = None,
-            passes: str | None = None) -> CompiledModule:
+            passes: str | None = None, target: str = "cpu", emit: str | None = None) -> CompiledModule | str:
     """Compile `model` for the shapes and dtypes of `example_inputs` (strict: unsupported ops
     raise `UnsupportedOpError` naming all of them). `passes` is a qmlir-opt pipeline run on the
-    imported IR before lowering (e.g. "qmlir-mixed-precision{type=bf16}")."""
+    imported IR before lowering (e.g. "qmlir-mixed-precision{type=bf16}").
+
+    target="cuda": GPU kernels; inputs and outputs are CUDA tensors (`CudaUnavailableError` when
+    there is no device). emit="ptx" (with target="cuda"): return the kernels' PTX text for sm_90
+    instead of a callable; needs no GPU."""
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    return CompiledModule(model, tuple(example_inputs), example_kwargs, passes)
+    if emit is not None:
+        if emit != "ptx" or target != "cuda":
+            raise QmlirError(f"emit='{emit}' with target='{target}': only emit='ptx' with target='cuda' is supported")
+        return _emit_ptx(model, tuple(example_inputs), example_kwargs, passes)
+    if target == "cuda":
+        from qmlir.runtime.cuda import cuda_device
+        cuda_device()  # CudaUnavailableError before any capture work
+        for i, x in enumerate(pytree.tree_leaves((example_inputs, example_kwargs or {}))):
+            if isinstance(x, torch.Tensor) and x.device.type != "cuda":
+                raise InputMismatchError(f"target='cuda': example input #{i} is on {x.device}; pass CUDA tensors "
+                                         "(and a model on the GPU: model.cuda())")
+    return CompiledModule(model, tuple(example_inputs), example_kwargs, passes, target)
+
+
+def _emit_ptx(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None, passes: str | None) -> str:
+    """Capture and import as qmlir.compile does, then run the cuda pipeline to PTX text."""
+    from mlir import ir
+
+    from qmlir.passes.lower_to_cuda import lower_to_cuda
+    graphs: List = []
+    compiled = torch.compile(model, backend=make_backend(strict=True, on_import=graphs.append, passes=passes),
+                             fullgraph=True, dynamic=False)
+    _capture_errors(lambda: compiled(*example_inputs, **dict(example_kwargs or {})))
+    if not graphs:
+        raise QmlirError("TorchDynamo ran the model without handing a graph to qmlir")
+    graph = graphs[-1]
+    with graph.context:
+        module = ir.Module.parse(graph.mlir)
+        return lower_to_cuda(module, format="isa").ptx

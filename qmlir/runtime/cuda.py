@@ -1,0 +1,158 @@
+"""Compile an imported graph for CUDA and call it with torch CUDA tensors.
+
+The module goes through the `cuda` pipeline (qmlir.passes.lower_to_cuda); MLIR's
+ExecutionEngine JIT-compiles the host side, which launches the kernels through
+libmlir_cuda_runtime.so (the kernels' PTX is embedded and loaded by the driver when the engine
+initializes). Tensors cross by device pointer: inputs in place, results written into CUDA
+tensors allocated here with torch, intermediates in one workspace tensor per call (torch's
+caching allocator), constants uploaded once. Nothing goes through host memory.
+
+Streams: the compiled code runs on its own stream (one per call, MLIR's runtime creates it).
+A call first waits for torch's current stream (so the inputs are ready), and returns once its
+own stream has finished (so the results are ready for whatever torch runs next).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import threading
+import time
+from typing import List, Sequence
+
+import torch
+from mlir import ir
+from mlir.execution_engine import ExecutionEngine
+
+from qmlir.errors import CompileError, CudaUnavailableError, InputMismatchError
+from qmlir.frontend.importer import ImportedGraph, TensorSpec
+from qmlir.passes.lower_to_cuda import lower_to_cuda
+from qmlir.runtime.libs import runtime_library
+from qmlir.runtime.memref import make_descriptor, point_at
+
+_CACHE: dict = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def cuda_device(device: torch.device | int | str | None = None) -> torch.device:
+    """The CUDA device to compile for, or `CudaUnavailableError` saying why there is none."""
+    if not torch.backends.cuda.is_built():
+        raise CudaUnavailableError(f"this torch build ({torch.__version__}) has no CUDA support; "
+                                   "target='cuda' needs a CUDA build of torch and an NVIDIA GPU "
+                                   "(emit='ptx' works without one)")
+    if not torch.cuda.is_available():
+        raise CudaUnavailableError("no CUDA device or driver is available (torch.cuda.is_available() is False); "
+                                   "emit='ptx' works without one")
+    dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
+    if dev.type != "cuda":
+        raise CudaUnavailableError(f"target='cuda' needs CUDA tensors, got a tensor on {dev}")
+    return torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
+
+
+def chip_of(device: torch.device) -> tuple[str, str]:
+    """(chip, PTX features) for `device`: sm_90 -> ('sm_90', '+ptx80')."""
+    major, minor = torch.cuda.get_device_capability(device)
+    ptx = "+ptx80" if major < 10 else "+ptx86"
+    return f"sm_{major}{minor}", ptx
+
+
+def _runtime():
+    try:
+        return ctypes.CDLL(runtime_library("cuda_runtime"))
+    except OSError as e:
+        raise CudaUnavailableError(f"cannot load MLIR's CUDA runtime library (is the NVIDIA driver, "
+                                   f"libcuda.so.1, installed?): {e}") from None
+
+
+class CudaFunction:
+    """One function compiled for a CUDA device with a fixed input signature."""
+
+    def __init__(self, graph: ImportedGraph, device: torch.device | None = None, opt_level: int = 2):
+        self.device = cuda_device(device)
+        self.inputs: List[TensorSpec] = list(graph.inputs)
+        self.outputs: List[TensorSpec] = list(graph.outputs)
+        self.func_name = graph.func_name
+        chip, features = chip_of(self.device)
+        runtime = _runtime()
+        runtime.mgpuSetDefaultDevice(ctypes.c_int32(self.device.index))
+        t0 = time.perf_counter()
+        with graph.context:
+            module = ir.Module.parse(str(graph.module))
+            lowering = lower_to_cuda(module, chip=chip, features=features)
+            self.ptx = lowering.ptx
+            self.lower_seconds = time.perf_counter() - t0
+            buffers = {b.function: b for b in lowering.buffers}[self.func_name]
+            try:
+                torch.cuda.init()
+                self._engine = ExecutionEngine(module, opt_level=opt_level,
+                                               shared_libs=[runtime_library("cuda_runtime"),
+                                                            runtime_library("c_runner_utils")])
+                self._engine.initialize()  # global constructors load the kernels' module
+            except RuntimeError as e:
+                raise CompileError(f"JIT compilation for CUDA failed: {e}") from None
+        self._context = graph.context
+        self._runtime = runtime
+        self._fn = self._lookup(self.func_name)
+        self._workspace_bytes = buffers.workspace_bytes
+        self.compile_seconds = time.perf_counter() - t0
+        shapes = [s.shape for s in self.inputs + self.outputs]
+        shapes += [(max(1, buffers.constant_bytes),), (max(1, buffers.workspace_bytes),)]
+        self._descs = [make_descriptor(s) for s in shapes]
+        self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
+        self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
+        self._lock = threading.Lock()
+        self._constants = torch.empty(max(1, buffers.constant_bytes), dtype=torch.uint8, device=self.device)
+        if buffers.constant_bytes:
+            self._upload(buffers.upload_function)
+
+    def _lookup(self, name: str):
+        addr = self._engine.raw_lookup("_mlir_ciface_" + name)
+        if not addr:
+            raise CompileError(f"compiled module has no entry point {name}")
+        return ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr)
+
+    def _upload(self, name: str) -> None:
+        desc = make_descriptor(tuple(self._constants.shape))
+        point_at(desc, self._constants)
+        ptr = ctypes.c_void_p(ctypes.addressof(desc))
+        packed = (ctypes.c_void_p * 1)(ctypes.addressof(ptr))
+        torch.cuda.synchronize(self.device)
+        self._lookup(name)(packed)
+
+    def check(self, args: Sequence[torch.Tensor]) -> None:
+        if len(args) != len(self.inputs):
+            raise InputMismatchError(f"{self.func_name} takes {len(self.inputs)} tensor(s), got {len(args)}")
+        for i, (a, spec) in enumerate(zip(args, self.inputs)):
+            if not isinstance(a, torch.Tensor):
+                raise InputMismatchError(f"input {i}: expected a tensor {spec}, got {type(a).__name__}")
+            if tuple(a.shape) != spec.shape or a.dtype != spec.dtype:
+                got = TensorSpec(tuple(a.shape), a.dtype)
+                raise InputMismatchError(
+                    f"input {i}: compiled for {spec}, got {got}; compile again for this shape/dtype")
+            if a.device != self.device:
+                raise InputMismatchError(f"input {i}: compiled for {self.device}, got a tensor on {a.device}")
+
+    def __call__(self, *args: torch.Tensor) -> List[torch.Tensor]:
+        self.check(args)
+        ins = [a.detach().contiguous() for a in args]
+        outs = [torch.empty(s.shape, dtype=s.dtype, device=self.device) for s in self.outputs]
+        workspace = torch.empty(max(1, self._workspace_bytes), dtype=torch.uint8, device=self.device)
+        with self._lock:
+            for desc, t in zip(self._descs, ins + outs + [self._constants, workspace]):
+                point_at(desc, t)
+            torch.cuda.current_stream(self.device).synchronize()  # inputs written by torch are ready
+            self._fn(self._packed)  # returns after its stream has finished
+        return outs
+
+
+def compile_graph_cuda(graph: ImportedGraph, device: torch.device | None = None) -> CudaFunction:
+    """Compile `graph` for CUDA, reusing a function compiled from the same IR for the same device."""
+    dev = cuda_device(device)
+    key = (hashlib.sha256(graph.mlir.encode()).hexdigest(), str(dev))
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    fn = CudaFunction(graph, dev)
+    with _CACHE_LOCK:
+        _CACHE[key] = fn
+    return fn
