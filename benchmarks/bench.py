@@ -1,9 +1,17 @@
 """make bench: qmlir against PyTorch, side by side in one process.
 
-Each case runs eager PyTorch, torch.compile with inductor, and torch.compile with qmlir on the
-same inputs; after warm-up, the three are timed round-robin for several rounds and the medians
-are compared as ratios (speedup = eager time / backend time; above 1 is faster than eager).
+Every group of variants (one `linear` shape at all precisions, or one SmolLM2 phase) is timed
+round-robin in one process after warm-up: each round calls every variant once, and medians
+are compared. Ratios are speedups over torch eager f32 measured in the same rounds (above 1
+is faster than eager f32); bf16 rows also give the ratio over eager bf16, W8A8 rows over
+`torch._int_mm` (PyTorch's own int8 GEMM on already-quantized operands: a bound, not a layer).
 Ratios survive a noisy machine better than absolute times. Results also go to JSON.
+
+Variants (qmlir ones go through torch.compile(backend="qmlir"); quantized ones are made by
+qmlir.quantize and compiled from their quant-dialect IR, no PyTorch kernels inside):
+  f32, bf16            the float module (bf16: module and input cast to bf16)
+  W8A8                 int8 weights per output channel, int8 activations per token (dynamic)
+  int8 WO / int4 WO    weight-only int8 per channel / int4 in groups of 128, f32 activations
 """
 from __future__ import annotations
 
@@ -21,6 +29,12 @@ import torch
 
 warnings.filterwarnings("ignore")
 
+CONFIGS = {
+    "W8A8": dict(weight_dtype="int8", act_dtype="int8", act_granularity="token"),
+    "int8 WO": dict(weight_dtype="int8"),
+    "int4 WO": dict(weight_dtype="int4", weight_granularity="group", group_size=128),
+}
+
 
 def timed_round_robin(fns: dict, rounds: int, warmup: int) -> dict:
     for _ in range(warmup):
@@ -35,59 +49,137 @@ def timed_round_robin(fns: dict, rounds: int, warmup: int) -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def linear_case(m: int, dtype: torch.dtype, k: int = 4096, n: int = 4096):
-    lin = torch.nn.Linear(k, n, bias=False).to(dtype).eval()
-    x = torch.randn(m, k).to(dtype)
-    return f"linear {k}x{n} M={m} {str(dtype).replace('torch.', '')}", lin, (x,), {}
+def cpu_description() -> str:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
+    return f"{model}, {os.cpu_count()} cpus ({' '.join(isa) or 'no AVX-512'})"
 
 
-def smollm2_case(tokens: int):
+def _compile(model, args, kwargs, backend):
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend=backend, dynamic=False)
+    t0 = time.perf_counter()
+    compiled(*args, **kwargs)
+    return (lambda: compiled(*args, **kwargs)), time.perf_counter() - t0
+
+
+def _quantize(model, calib, name):
+    import qmlir
+    from qmlir.quantization import QuantConfig
+    return qmlir.quantize(model, calib, QuantConfig(**CONFIGS[name]), progress=False)
+
+
+def run_group(title: str, variants: dict, rounds: int, warmup: int, baselines: dict) -> list:
+    """variants: name -> (fn, first_call_s or None). baselines: ratio name -> variant name,
+    applied to rows whose name starts with the key's precision prefix."""
+    with torch.no_grad():
+        medians = timed_round_robin({k: v[0] for k, v in variants.items()}, rounds, warmup)
+    rows = []
+    print(f"\n{title}")
+    print(f"  {'variant':22} {'median':>10}  {'vs eager f32':>12}  other")
+    for name, (_, first) in variants.items():
+        row = {"group": title, "variant": name, "median_s": medians[name], "first_call_s": first,
+               "speedup_vs_eager_f32": medians["eager f32"] / medians[name]}
+        extra = []
+        for prefix, (label, base) in baselines.items():
+            if name.startswith(prefix) and base in medians and base != name:
+                row[f"speedup_vs_{label}"] = medians[base] / medians[name]
+                extra.append(f"{medians[base] / medians[name]:5.2f}x vs {label}")
+        rows.append(row)
+        print(f"  {name:22} {medians[name] * 1e3:8.2f} ms  {row['speedup_vs_eager_f32']:11.2f}x  {'  '.join(extra)}",
+              flush=True)
+    return rows
+
+
+def linear_group(m: int, rounds: int, warmup: int, inductor: bool, k: int = 4096, n: int = 4096) -> list:
+    torch.manual_seed(0)
+    lin = torch.nn.Sequential(torch.nn.Linear(k, n, bias=False)).eval()
+    x = torch.randn(m, k)
+    lin16, x16 = torch.nn.Sequential(torch.nn.Linear(k, n, bias=False)).eval().to(torch.bfloat16), x.bfloat16()
+    lin16.load_state_dict({key: v.bfloat16() for key, v in lin.state_dict().items()})
+    v = {"eager f32": (lambda: lin(x), None)}
+    with torch.no_grad():
+        if inductor:
+            v["inductor f32"] = _compile(lin, (x,), {}, "inductor")
+        v["qmlir f32"] = _compile(lin, (x,), {}, "qmlir")
+        v["eager bf16"] = (lambda: lin16(x16), None)
+        v["qmlir bf16"] = _compile(lin16, (x16,), {}, "qmlir")
+        xi, wi = torch.randint(-128, 128, (m, k), dtype=torch.int8), torch.randint(-128, 128, (k, n), dtype=torch.int8)
+        try:
+            torch._int_mm(xi, wi)
+            v["torch._int_mm"] = (lambda: torch._int_mm(xi, wi), None)
+        except RuntimeError:
+            pass  # shapes torch._int_mm does not take on this CPU
+        for name in CONFIGS:
+            q = _quantize(lin, [x], name)
+            v[f"qmlir {name}"] = _compile(q, (x,), {}, "qmlir")
+    base = {"qmlir bf16": ("eager bf16", "eager bf16"), "qmlir W8A8": ("torch._int_mm", "torch._int_mm")}
+    if inductor:
+        base["qmlir f32"] = ("inductor", "inductor f32")
+    return run_group(f"linear {k}x{n}, M={m}", v, rounds, warmup, base)
+
+
+def smollm2_groups(tokens: int, rounds: int, warmup: int, inductor: bool) -> list:
     from qmlir import zoo
     model, tok = zoo.smollm2(torch.float32)
-    ids = tok(zoo.gpl3_text(), return_tensors="pt").input_ids[:, :tokens]
-    return f"SmolLM2-135M prefill {tokens} tokens f32", model, (ids,), {"use_cache": False}
-
-
-def run_case(name, model, args, kwargs, rounds, warmup, backends):
-    import qmlir  # noqa: F401  (registers nothing new; the entry point names the backend)
-    fns, compile_s = {}, {}
-    with torch.no_grad():
-        fns["eager"] = lambda: model(*args, **kwargs)
-        for backend in backends:
-            torch._dynamo.reset()
-            compiled = torch.compile(model, backend=backend, dynamic=False)
-            t0 = time.perf_counter()
-            compiled(*args, **kwargs)
-            compile_s[backend] = time.perf_counter() - t0
-            fns[backend] = (lambda c: (lambda: c(*args, **kwargs)))(compiled)
-        medians = timed_round_robin(fns, rounds, warmup)
-    row = {"case": name, "median_s": medians, "first_call_s": compile_s,
-           "speedup_vs_eager": {b: medians["eager"] / medians[b] for b in backends}}
-    cells = "  ".join(f"{b} {medians[b] * 1e3:8.2f} ms ({row['speedup_vs_eager'][b]:5.2f}x)" for b in backends)
-    print(f"{name:42} eager {medians['eager'] * 1e3:8.2f} ms  {cells}", flush=True)
-    return row
+    model16, _ = zoo.smollm2(torch.bfloat16)
+    ids = tok(zoo.gpl3_text(), return_tensors="pt").input_ids
+    prefill, step = ids[:, :tokens], ids[:, tokens:tokens + 1]
+    kw = {"use_cache": False}
+    quantized = {name: _quantize(model, [{"input_ids": prefill, **kw}], name) for name in ("int8 WO", "W8A8")}
+    rows = []
+    for phase, inp in (("prefill", prefill), ("decode step", step)):
+        v = {"eager f32": (lambda i=inp: model(i, **kw), None)}
+        with torch.no_grad():
+            if inductor:
+                v["inductor f32"] = _compile(model, (inp,), kw, "inductor")
+            v["qmlir f32"] = _compile(model, (inp,), kw, "qmlir")
+            v["eager bf16"] = (lambda i=inp: model16(i, **kw), None)
+            v["qmlir bf16"] = _compile(model16, (inp,), kw, "qmlir")
+            for name, q in quantized.items():
+                v[f"qmlir {name}"] = _compile(q, (inp,), kw, "qmlir")
+        base = {"qmlir bf16": ("eager bf16", "eager bf16")}
+        if inductor:
+            base["qmlir f32"] = ("inductor", "inductor f32")
+        title = (f"SmolLM2-135M prefill, {tokens} tokens" if phase == "prefill" else
+                 "SmolLM2-135M decode step (1 token, no KV cache; tokens/s = 1 / median)")
+        group = run_group(title, v, rounds, warmup, base)
+        for row in group:
+            row["tokens_per_s"] = (tokens if phase == "prefill" else 1) / row["median_s"]
+        rows += group
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--m", type=int, nargs="*", default=[1, 16, 128], help="linear batch sizes")
     parser.add_argument("--skip-model", action="store_true", help="only the linear layers")
     parser.add_argument("--no-inductor", action="store_true", help="leave out torch.compile(inductor)")
     parser.add_argument("--json", default="benchmarks/results/latest.json")
     args = parser.parse_args()
-    backends = (["inductor"] if not args.no_inductor else []) + ["qmlir"]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; speedup = eager time / backend time")
-    cases = [linear_case(m, torch.float32) for m in (1, 16, 128)] + [linear_case(128, torch.bfloat16)]
-    rows = [run_case(*c, args.rounds, args.warmup, backends) for c in cases]
+    machine = cpu_description()
+    print(f"machine: {machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"ratios = eager f32 time / variant time")
+    rows = []
+    for m in args.m:
+        rows += linear_group(m, args.rounds, args.warmup, not args.no_inductor)
     if not args.skip_model:
-        rows.append(run_case(*smollm2_case(128), args.rounds, args.warmup, backends))
+        rows += smollm2_groups(128, args.rounds, args.warmup, not args.no_inductor)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                               "machine": platform.machine(), "rows": rows}, indent=2))
-    print(f"results: {out}")
+                               "machine": machine, "rows": rows}, indent=2))
+    print(f"\nresults: {out}")
     return 0
 
 

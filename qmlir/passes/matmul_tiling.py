@@ -1,83 +1,199 @@
-"""Tile matmuls to register-sized blocks and vectorize them (transform dialect).
+"""Tile matmuls for caches, threads and registers, and vectorize them (transform dialect).
 
-Each `linalg.matmul` / `linalg.batch_matmul` on static shapes gets tile sizes that divide
-its dimensions exactly (M by 8/4/2/1, N by 32/16/8, K by 1), so every tile is a full
-static tile that vectorizes to a bounded `vector.contract` (no masking, no giant vectors);
-a matmul whose N has no such divisor stays scalar. The contracts are then lowered to
-outer products (FMAs on AVX-512). The speed issue replaces this with packed kernels.
+Two schedules, chosen per op by its operand layout; every tile divides its dimension exactly,
+so each tile vectorizes to bounded, unmasked vectors.
+
+**NT matmuls** (right-hand operand read as [N, K], what `qmlir-fold-transpose-into-matmul`
+makes of every `F.linear`): both operands are contiguous along K, so the K loop is vectorized:
+
+1. `tile_using_forall` over N in blocks of NC columns (the threads: lowered later to the async
+   runtime, one task per core), only when the product is big enough to pay for a dispatch;
+2. `tile_using_for` over K in blocks of KC (the x and W blocks stay in L2 across the M loop);
+3. `tile_using_for` to an MR x NR register tile;
+4. `tile_reduction_using_for` by KV lanes: the K loop accumulates MR x NR vectors of KV
+   partial sums (one FMA per lane, no horizontal work inside the loop); one reduction per
+   tile at the end merges the lanes;
+5. vectorize, hoist the accumulators out of the K loop (`hoist_loop_invariant_subsets`).
+
+At 128x4096x4096 f32 this runs the register tile 4x4x16 (16 zmm accumulators, 8 loads per
+16 FMAs), NC=256, KC=1024; at M=1 a 1x8 tile streams eight weight rows at a time.
+
+**Default-layout matmuls** ([K, N] right-hand operand: weight-only int8 weights, which are
+function arguments in [K, N] layout; batched attention products): big ones split N over
+threads; tile M by 8/4/2/1, N by 256..8 (M x N tile <= 256 accumulators), K by 1, vectorize, lower the contraction to outer
+products (FMAs; an i8 operand is converted in registers).
+Matmuls in other layouts, or whose sizes have no such divisors, stay on the scalar path.
 """
 from __future__ import annotations
+
+import os
 
 from mlir import ir
 from mlir.dialects.transform import interpreter
 
+from qmlir.passes.transpose_matmul_fold import is_default_layout, is_nt_layout
+
 _TILE_ATTR = "qmlir.tile_class"
 _M_TILES = (8, 4, 2, 1)
-_N_TILES = (32, 16, 8)
+_N_TILES = (256, 128, 64, 32, 16, 8)
+_REGISTER_TILE = 256  # elements of an M x N register tile (16 zmm accumulators of f32/i32)
+# Products below this many multiply-adds run on one thread: an async dispatch costs ~10 us.
+_THREAD_MIN_MACS = 1 << 21
 
 
-# Only the default operand layouts are tiled: with transposed maps (indexing_maps = [...]) the
-# vector transfers lower to stack allocations inside the K loop, which overflow the stack for
-# long K (a crash seen at K=4096). Such matmuls stay on the scalar path.
-_DEFAULT_MAPS = {
-    "linalg.matmul": "[affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>, "
-                     "affine_map<(d0, d1, d2) -> (d0, d1)>]",
-    "linalg.batch_matmul": "[affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>, affine_map<(d0, d1, d2, d3) -> "
-                           "(d0, d3, d2)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>]",
-}
+def default_threads() -> int:
+    """Worker count for parallel matmuls: QMLIR_NUM_THREADS, else the CPUs this process may use."""
+    env = os.environ.get("QMLIR_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
 
 
-def _tiles(op: ir.Operation) -> list[int] | None:
+def _largest_divisor(n: int, limit: int, multiple: int) -> int | None:
+    """Largest d <= limit with n % d == 0 and d % multiple == 0."""
+    for d in range(min(n, limit), 0, -1):
+        if n % d == 0 and d % multiple == 0:
+            return d
+    return None
+
+
+def _nt_schedule(op: ir.Operation, threads: int) -> tuple | None:
+    """(kind, batch, MR, NR, KV, NC, KC, threaded) for an NT matmul, or None (stays scalar)."""
+    out = ir.RankedTensorType(op.results[0].type)
+    lhs = ir.RankedTensorType(op.operands[0].type)
+    if not out.has_static_shape or not lhs.has_static_shape:
+        return None
+    *batch, m, n = out.shape
+    k = lhs.shape[-1]
+    kv = next((v for v in (16, 8, 4) if k % v == 0), None)
+    if kv is None:
+        return None
+    mr = next(t for t in (4, 2, 1) if m % t == 0)
+    nr = next(t for t in ((8, 4, 2, 1) if m == 1 else (4, 2, 1)) if n % t == 0)
+    macs = m * n * k * max(1, len(batch) and batch[0])
+    threaded = threads > 1 and macs >= _THREAD_MIN_MACS and not batch
+    nc_limit = 256 if not threaded else max(nr, min(256, n // threads))
+    nc = _largest_divisor(n, nc_limit, nr) or nr
+    kc = k if k <= 1024 else (_largest_divisor(k, 1024, kv) or k)
+    return ("nt", len(batch), mr, nr, kv, nc, kc, threaded)
+
+
+def _default_schedule(op: ir.Operation, threads: int) -> tuple | None:
+    """("outer", tiles, NC) for a default-layout matmul; NC > 0 splits N over threads."""
     out_shape = list(ir.RankedTensorType(op.results[0].type).shape) if op.results else None
     if out_shape is None:
         return None
-    maps = op.attributes["indexing_maps"] if "indexing_maps" in op.attributes else None
-    if maps is not None and str(maps) != _DEFAULT_MAPS[op.name]:
-        return None
     *batch, m, n = out_shape
+    k = ir.RankedTensorType(op.operands[0].type).shape[-1]
     tm = next(t for t in _M_TILES if m % t == 0)
-    tn = next((t for t in _N_TILES if n % t == 0), None)
+    tn = next((t for t in _N_TILES if n % t == 0 and tm * t <= _REGISTER_TILE), None)
     if tn is None:
         return None
-    return [1] * len(batch) + [tm, tn, 1]
+    nc = 0
+    if threads > 1 and not batch and m * n * k >= _THREAD_MIN_MACS and n // threads >= tn:
+        nc = _largest_divisor(n, n // threads, tn) or 0
+    return ("outer", tuple([1] * len(batch) + [tm, tn, 1]), nc)
+
+
+def _schedule(op: ir.Operation, threads: int) -> tuple | None:
+    if not op.results or not isinstance(op.results[0].type, ir.RankedTensorType):
+        return None
+    if not ir.RankedTensorType(op.results[0].type).has_static_shape:
+        return None
+    if is_nt_layout(op):
+        return _nt_schedule(op, threads)
+    if is_default_layout(op):
+        # Only the default operand layouts are tiled this way: with transposed maps the K-by-1
+        # vector transfers lower to stack allocations inside the K loop (a crash at K=4096).
+        return _default_schedule(op, threads)
+    return None
+
+
+def _nt_steps(cls: int, sched: tuple) -> str:
+    _, nbatch, mr, nr, kv, nc, kc, threaded = sched
+    z = [0] * nbatch
+    one = [1] * nbatch
+    h = "!transform.any_op"
+    lines = [f"%m{cls} = transform.structured.match attributes {{{_TILE_ATTR} = {cls} : i64}} in %root : ({h}) -> {h}"]
+    cur = f"%m{cls}"
+    if threaded:
+        lines.append(f"%a{cls}, %fa{cls} = transform.structured.tile_using_forall {cur} tile_sizes {z + [0, nc]} "
+                     f": ({h}) -> ({h}, {h})")
+    else:
+        lines.append(f"%a{cls}, %la{cls} = transform.structured.tile_using_for {cur} tile_sizes {z + [0, nc, 0]} "
+                     f": ({h}) -> ({h}, {h})")
+    cur = f"%a{cls}"
+    lines.append(f"%b{cls}, %lb{cls} = transform.structured.tile_using_for {cur} tile_sizes {z + [0, 0, kc]} "
+                 f": ({h}) -> ({h}, {h})")
+    cur = f"%b{cls}"
+    loops = ", ".join([h] * (nbatch + 2))
+    lines.append(f"%c{cls}, %lc{cls}:{nbatch + 2} = transform.structured.tile_using_for {cur} "
+                 f"tile_sizes {one + [mr, nr, 0]} : ({h}) -> ({h}, {loops})")
+    lines.append(f"%fill{cls}, %split{cls}, %comb{cls}, %lr{cls} = transform.structured.tile_reduction_using_for "
+                 f"%c{cls} by tile_sizes = {z + [0, 0, kv]} : ({h}) -> ({h}, {h}, {h}, {h})")
+    for part in ("fill", "split", "comb"):
+        lines.append(f"transform.structured.vectorize %{part}{cls} : {h}")
+    return "\n    ".join(lines)
+
+
+def _outer_steps(cls: int, sched: tuple) -> str:
+    tiles, nc = list(sched[1]), sched[2]
+    h = "!transform.any_op"
+    handles = ", ".join([h] * (len(tiles) + 1))
+    lines = [f"%m{cls} = transform.structured.match attributes {{{_TILE_ATTR} = {cls} : i64}} in %root : ({h}) -> {h}"]
+    cur = f"%m{cls}"
+    if nc:
+        lines.append(f"%a{cls}, %fa{cls} = transform.structured.tile_using_forall {cur} tile_sizes [0, {nc}] "
+                     f": ({h}) -> ({h}, {h})")
+        cur = f"%a{cls}"
+    lines.append(f"%t{cls}, %l{cls}:{len(tiles)} = transform.structured.tile_using_for {cur} tile_sizes {tiles} "
+                 f": ({h}) -> ({handles})")
+    lines.append(f"transform.structured.vectorize %t{cls} : {h}")
+    return "\n    ".join(lines)
 
 
 def _script(classes: dict[tuple, int]) -> str:
-    body = []
-    for tiles, cls in classes.items():
-        handles = ", ".join(["!transform.any_op"] * (len(tiles) + 1))
-        body.append(f"""
-    %m{cls} = transform.structured.match attributes {{{_TILE_ATTR} = {cls} : i64}} in %root
-        : (!transform.any_op) -> !transform.any_op
-    %t{cls}, %l{cls}:{len(tiles)} = transform.structured.tile_using_for %m{cls} tile_sizes {list(tiles)}
-        : (!transform.any_op) -> ({handles})
-    transform.structured.vectorize %t{cls} : !transform.any_op""")
+    body = [(_nt_steps if sched[0] == "nt" else _outer_steps)(cls, sched) for sched, cls in classes.items()]
+    h = "!transform.any_op"
     return f"""
 module attributes {{transform.with_named_sequence}} {{
-  transform.named_sequence @__transform_main(%root: !transform.any_op {{transform.readonly}}) {{
-    {''.join(body)}
-    %funcs = transform.structured.match ops{{["func.func"]}} in %root : (!transform.any_op) -> !transform.any_op
+  transform.named_sequence @__transform_main(%root: {h} {{transform.readonly}}) {{
+    {chr(10).join('    ' + b for b in body)}
+    %funcs = transform.structured.match ops{{["func.func"]}} in %root : ({h}) -> {h}
+    transform.apply_patterns to %funcs {{
+      transform.apply_patterns.canonicalization
+    }} : {h}
+    transform.apply_cse to %funcs : {h}
+    %loops = transform.structured.match ops{{["scf.for"]}} in %root : ({h}) -> {h}
+    transform.loop.hoist_loop_invariant_subsets %loops : {h}
     transform.apply_patterns to %funcs {{
       transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
+      transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerreduction"
       transform.apply_patterns.vector.lower_transfer max_transfer_rank = 1
+      transform.apply_patterns.vector.transfer_permutation_patterns
       transform.apply_patterns.canonicalization
-    }} : !transform.any_op
+    }} : {h}
     transform.yield
   }}
 }}"""
 
 
-def run(module: ir.Module) -> int:
-    """Tile and vectorize every eligible matmul in `module`; returns how many were tiled."""
+def run(module: ir.Module, threads: int | None = None) -> int:
+    """Tile and vectorize every eligible matmul in `module`; returns how many were tiled.
+    `threads` > 1 lets big NT matmuls split over threads (scf.forall); default: all CPUs."""
+    threads = default_threads() if threads is None else threads
     classes: dict[tuple, int] = {}
     tagged = 0
 
     def visit(op):
         nonlocal tagged
         if op.operation.name in ("linalg.matmul", "linalg.batch_matmul"):
-            tiles = _tiles(op.operation)
-            if tiles is not None:
-                cls = classes.setdefault(tuple(tiles), len(classes))
+            sched = _schedule(op.operation, threads)
+            if sched is not None:
+                cls = classes.setdefault(sched, len(classes))
                 op.operation.attributes[_TILE_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), cls)
                 tagged += 1
         return ir.WalkResult.ADVANCE

@@ -5,7 +5,8 @@ from __future__ import annotations
 from mlir import ir, passmanager
 
 from qmlir.errors import CompileError
-from qmlir.passes import distinct_results, loop_outlining, matmul_tiling, registry
+from qmlir.passes import (dequant_matmul_fold, distinct_results, loop_outlining, matmul_tiling, registry,
+                          transpose_matmul_fold)
 
 CPU_PREPARE = "builtin.module(func.func(canonicalize,cse,canonicalize))"
 
@@ -27,6 +28,15 @@ CPU_TO_LLVM = (
     "convert-math-to-llvm,convert-math-to-libm,"
     "convert-arith-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,convert-index-to-llvm,"
     "convert-ub-to-llvm,reconcile-unrealized-casts)"
+)
+
+# scf.forall loops (the threaded matmul tiles) -> tasks of MLIR's async runtime
+# (libmlir_async_runtime, shipped with the MLIR tools): its workers block when idle instead of
+# spinning, so they do not steal the cores torch's own threads run on.
+CPU_THREADS = (
+    "builtin.module(func.func(scf-forall-to-parallel),"
+    "async-parallel-for{{num-workers={threads} async-dispatch=0 min-task-size=1}},"
+    "async-to-async-runtime,async-runtime-ref-counting,async-runtime-ref-counting-opt,convert-async-to-llvm)"
 )
 
 
@@ -70,11 +80,15 @@ def has_quant_ops(module: ir.Module) -> bool:
 def lower_to_llvm_cpu(module: ir.Module) -> None:
     """In place: linalg-on-tensors `module` -> LLVM dialect, with out-parameter results.
     quant-dialect casts are lowered first (qmlir-lower-quant): bufferizing them would abort."""
-    if has_quant_ops(module):
-        from qmlir.passes import lower_quant
+    if has_quant_ops(module):  # matmuls of dequantized i8 operands become i8 x i8 -> i32 first
+        from qmlir.passes import fuse_quantized_matmul, lower_quant
+        fuse_quantized_matmul.run(module, strict=False)
         lower_quant.run(module)
     _protect_arguments(module)
     run_pipeline(module, CPU_PREPARE)
+    dequant_matmul_fold.run(module)
+    transpose_matmul_fold.run(module)
+    run_pipeline(module, CPU_PREPARE)  # drops the transposes' now-unused destinations
     try:
         matmul_tiling.run(module)
     except ir.MLIRError as e:
@@ -89,7 +103,32 @@ def lower_to_llvm_cpu(module: ir.Module) -> None:
         loop_outlining.run(module)
     except ir.MLIRError as e:
         raise CompileError(f"loop outlining failed: {e}") from None
+    if uses_threads(module):
+        run_pipeline(module, CPU_THREADS.format(threads=matmul_tiling.default_threads()))
     run_pipeline(module, CPU_TO_LLVM)
+
+
+def uses_threads(module: ir.Module) -> bool:
+    """True when `module` has scf.forall loops to run on threads."""
+    found = []
+
+    def visit(op):
+        if op.name == "scf.forall":
+            found.append(op)
+            return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    return bool(found)
+
+
+def needs_async_runtime(module: ir.Module) -> bool:
+    """True when a lowered module calls MLIR's async runtime (its library must be loaded)."""
+    for op in module.body.operations:
+        if op.operation.name == "llvm.func" and \
+                ir.StringAttr(op.operation.attributes["sym_name"]).value.startswith("mlirAsyncRuntime"):
+            return True
+    return False
 
 
 def _lower_to_cpu(module: ir.Module) -> None:

@@ -28,6 +28,34 @@ _CACHE: dict = {}
 _CACHE_LOCK = threading.Lock()
 
 
+_ASYNC_RUNTIME = None
+# Engines of threaded functions outlive their CompiledFunction by a moment: a worker thread that
+# has signalled its task's completion may still be returning through the JIT code; freeing the
+# code at once crashed it. They are freed on a later compile, a second after retirement.
+_RETIRED: list = []
+_RETIRE_SECONDS = 1.0
+
+
+def _free_retired() -> None:
+    now = time.monotonic()
+    with _CACHE_LOCK:
+        _RETIRED[:] = [(t, e) for t, e in _RETIRED if now - t < _RETIRE_SECONDS]
+
+
+def load_async_runtime() -> None:
+    """Load MLIR's async runtime (the threads of parallel kernels) once per process, globally.
+
+    Not through ExecutionEngine's shared_libs: each engine that loads it that way calls the
+    library's destroy hook when it is freed, which deletes the process-wide runtime, and the
+    next engine's threads then crash. Loaded once with RTLD_GLOBAL, its exported
+    mlirAsyncRuntime* symbols resolve for every engine and the runtime lives as long as the process.
+    """
+    global _ASYNC_RUNTIME
+    with _CACHE_LOCK:
+        if _ASYNC_RUNTIME is None:
+            _ASYNC_RUNTIME = ctypes.CDLL(runtime_library("async_runtime"), mode=ctypes.RTLD_GLOBAL)
+
+
 class CompiledFunction:
     """One JIT-compiled function with a fixed input signature."""
 
@@ -35,11 +63,16 @@ class CompiledFunction:
         self.inputs: List[TensorSpec] = list(graph.inputs)
         self.outputs: List[TensorSpec] = list(graph.outputs)
         self.func_name = graph.func_name
+        self._threaded = False
+        _free_retired()
         t0 = time.perf_counter()
         with graph.context:
             module = ir.Module.parse(str(graph.module))
             lower_to_llvm_cpu(module)
             self.lower_seconds = time.perf_counter() - t0
+            self._threaded = pipelines.needs_async_runtime(module)
+            if self._threaded:
+                load_async_runtime()
             try:
                 self._engine = ExecutionEngine(module, opt_level=opt_level,
                                                shared_libs=[runtime_library("c_runner_utils")])
@@ -55,6 +88,12 @@ class CompiledFunction:
         self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
         self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
         self._lock = threading.Lock()
+
+    def __del__(self):
+        engine = getattr(self, "_engine", None)
+        if engine is not None and self._threaded:
+            with _CACHE_LOCK:
+                _RETIRED.append((time.monotonic(), engine))
 
     def check(self, args: Sequence[torch.Tensor]) -> None:
         if len(args) != len(self.inputs):
