@@ -88,7 +88,12 @@ def _default_schedule(op: ir.Operation, threads: int) -> tuple | None:
         return None
     *batch, m, n = out_shape
     k = ir.RankedTensorType(op.operands[0].type).shape[-1]
-    tm = next(t for t in _M_TILES if m % t == 0)
+    mixed = any(ir.RankedTensorType(v.type).element_type != ir.RankedTensorType(op.results[0].type).element_type
+                for v in op.operands[:2])
+    # With operands of another type (i8 weights of an f32 or i32 product), an M tile > 1 makes
+    # the vectorizer convert a broadcast copy of the weight row per row of the tile and
+    # transpose it element by element; one row per tile keeps one conversion per weight.
+    tm = 1 if mixed else next(t for t in _M_TILES if m % t == 0)
     tn = next((t for t in _N_TILES if n % t == 0 and tm * t <= _REGISTER_TILE), None)
     if tn is None:
         return None
