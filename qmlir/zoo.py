@@ -90,3 +90,24 @@ def gpl3_text() -> str:
 def pydoc_text() -> str:
     from pydoc_data.topics import topics
     return "\n\n".join(topics[k] for k in sorted(topics))
+
+
+_CALIBRATION_MODULES = ("argparse", "collections", "json", "logging", "pathlib", "subprocess", "unittest",
+                        "threading", "email", "csv", "datetime", "functools", "itertools", "heapq", "textwrap")
+
+
+def stdlib_docs_text() -> str:
+    """Calibration text distinct from the evaluation texts: the docstrings of some CPython
+    standard-library modules and their public callables (ships with every Python)."""
+    import importlib
+    import inspect
+    parts = []
+    for name in _CALIBRATION_MODULES:
+        mod = importlib.import_module(name)
+        parts.append(inspect.getdoc(mod) or "")
+        for attr in sorted(dir(mod)):
+            obj = getattr(mod, attr, None)
+            if not attr.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj)) \
+                    and getattr(obj, "__module__", "").startswith(name):
+                parts.append(inspect.getdoc(obj) or "")
+    return "\n\n".join(p for p in parts if p)

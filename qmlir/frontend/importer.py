@@ -194,7 +194,9 @@ def _import_node(ctx: ImportContext, node: torch.fx.Node) -> None:
         attr = getattr(ctx.graph_module, node.target)
         if not isinstance(attr, torch.Tensor):
             raise UnsupportedOp(node, f"get_attr of a {type(attr).__name__}")
-        ctx.values[node] = dense_constant(attr)
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+        with unset_fake_temporarily():  # AOT autograd compiles under fake-tensor mode: read the real value
+            ctx.values[node] = dense_constant(attr)
         return
     if node.op != "call_function":
         raise UnsupportedOp(node, f"FX node kind {node.op!r} (expected an ATen-level graph)")

@@ -68,7 +68,8 @@ def dense(values: np.ndarray, element: ir.Type) -> ir.Value:
 
 
 def fmt(x: float) -> str:
-    return "%.9g" % float(x)
+    """A float literal MLIR parses (it needs a '.'), exact for f32 (9 significant digits)."""
+    return "%.8e" % float(x)
 
 
 def per_axis_type(scales: np.ndarray, axis: int, qmin: int, qmax: int) -> ir.Type:

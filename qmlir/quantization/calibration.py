@@ -32,6 +32,8 @@ class ActivationObserver:
         self.calls = 0
         self.min = self.max = None
         self.channel_min = self.channel_max = None
+        self.channel_abssum = None
+        self.rows_seen = 0
         self._samples: List[torch.Tensor] = []
         self._n_samples = 0
         self._rows: List[torch.Tensor] = []
@@ -50,9 +52,12 @@ class ActivationObserver:
         cmin, cmax = x.amin(dim=0), x.amax(dim=0)
         if self.channel_min is None:
             self.channel_min, self.channel_max = cmin, cmax
+            self.channel_abssum = torch.zeros_like(cmin, dtype=torch.float64)
         else:
             self.channel_min = torch.minimum(self.channel_min, cmin)
             self.channel_max = torch.maximum(self.channel_max, cmax)
+        self.channel_abssum += x.abs().sum(dim=0, dtype=torch.float64)
+        self.rows_seen += x.shape[0]
         self.min, self.max = float(self.channel_min.min()), float(self.channel_max.max())
         if self._n_samples < MAX_SAMPLES:
             flat = x.abs().reshape(-1)
@@ -65,6 +70,10 @@ class ActivationObserver:
             pick = torch.randperm(x.shape[0], generator=self._gen)[:take]
             self._rows.append(x[pick].clone())
             self._n_rows += take
+
+    @property
+    def channel_absmean(self) -> torch.Tensor:
+        return (self.channel_abssum / max(self.rows_seen, 1)).to(torch.float32)
 
     @property
     def channel_absmax(self) -> torch.Tensor:

@@ -37,7 +37,10 @@ class QuantConfig:
                         token (dynamic: one scale per row, computed at run time)
     act_calib           minmax | absmax | percentile (static activations only)
     act_symmetric       False gives static activations a zero point (minmax range)
-    smoothquant_alpha   None (off), a float in [0, 1], or "auto" (per-layer grid search)
+    smoothquant_alpha   None (off), a float in [0, 1], or "auto" (per-layer grid search); W8A8
+    awq_alpha           activation-aware weight-only quantization (AWQ): None, a float in [0, 1]
+                        or "auto"; weight-only int8/int4
+    smoothquant_grid    grid points of the "auto" searches over [0, 1]
     outlier_threshold   None, or LLM.int8()'s threshold (6.0): input channels whose calibrated
                         absmax exceeds it keep their weight rows in `outlier_dtype`
     skip                fnmatch patterns of module names left in float (e.g. "lm_head")
@@ -52,6 +55,7 @@ class QuantConfig:
     act_percentile: float = 99.99
     act_symmetric: bool = True
     smoothquant_alpha: Optional[Union[float, str]] = None
+    awq_alpha: Optional[Union[float, str]] = None
     smoothquant_grid: int = 11
     outlier_threshold: Optional[float] = None
     outlier_dtype: str = "f16"
@@ -69,10 +73,11 @@ class QuantConfig:
             raise QuantConfigError(f"act_percentile={self.act_percentile!r}: expected a number in (0, 100]")
         if not isinstance(self.act_symmetric, bool):
             raise QuantConfigError(f"act_symmetric={self.act_symmetric!r}: expected true or false")
-        a = self.smoothquant_alpha
-        if a is not None and a != "auto" and not (isinstance(a, (int, float)) and not isinstance(a, bool)
-                                                 and 0.0 <= a <= 1.0):
-            raise QuantConfigError(f"smoothquant_alpha={a!r}: expected null, a number in [0, 1] or \"auto\"")
+        for key in ("smoothquant_alpha", "awq_alpha"):
+            a = getattr(self, key)
+            if a is not None and a != "auto" and not (isinstance(a, (int, float)) and not isinstance(a, bool)
+                                                     and 0.0 <= a <= 1.0):
+                raise QuantConfigError(f"{key}={a!r}: expected null, a number in [0, 1] or \"auto\"")
         if not isinstance(self.smoothquant_grid, int) or self.smoothquant_grid < 2:
             raise QuantConfigError(f"smoothquant_grid={self.smoothquant_grid!r}: expected an integer >= 2")
         t = self.outlier_threshold
@@ -92,6 +97,9 @@ class QuantConfig:
         if self.smoothquant_alpha is not None and self.act_dtype == "none":
             raise QuantConfigError("smoothquant_alpha needs act_dtype=int8 (SmoothQuant migrates activation "
                                    "outliers into the weights for W8A8)")
+        if self.awq_alpha is not None and (self.act_dtype != "none" or not self.is_integer):
+            raise QuantConfigError("awq_alpha is for weight-only int8/int4 (act_dtype=none); W8A8 takes "
+                                   "smoothquant_alpha")
         if self.outlier_threshold is not None and self.act_dtype == "none":
             raise QuantConfigError("outlier_threshold needs act_dtype=int8 (outlier channels bypass "
                                    "activation quantization)")
@@ -110,7 +118,8 @@ class QuantConfig:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.static_activations or self.smoothquant_alpha is not None or self.outlier_threshold is not None
+        return self.static_activations or self.smoothquant_alpha is not None or self.outlier_threshold is not None \
+            or self.awq_alpha is not None
 
     def describe(self) -> str:
         """One line: `W8A8 static, SmoothQuant alpha=0.5, outliers>6`."""
@@ -124,6 +133,8 @@ class QuantConfig:
             text = f"{w}A8 {'static' if self.static_activations else 'dynamic per-token'} ({gran})"
         if self.smoothquant_alpha is not None:
             text += f", SmoothQuant alpha={self.smoothquant_alpha}"
+        if self.awq_alpha is not None:
+            text += f", AWQ alpha={self.awq_alpha}"
         if self.outlier_threshold is not None:
             text += f", outliers>{self.outlier_threshold:g} in {self.outlier_dtype}"
         return text
@@ -166,6 +177,7 @@ PRESETS = {
     "f16": QuantConfig(weight_dtype="f16"),
     "int8-weight-only": QuantConfig(weight_dtype="int8", weight_granularity="channel"),
     "int4-g128": QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=128),
+    "int4-g128-awq": QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=128, awq_alpha="auto"),
     "w8a8-static": QuantConfig(act_dtype="int8", act_granularity="tensor"),
     "w8a8-dynamic": QuantConfig(act_dtype="int8", act_granularity="token"),
     "w8a8-smoothquant": QuantConfig(act_dtype="int8", act_granularity="tensor", smoothquant_alpha=0.5),

@@ -19,7 +19,7 @@ from qmlir.quantization import smoothquant
 from qmlir.quantization.calibration import ActivationObserver, calibrate
 from qmlir.quantization.config import PRESETS, QuantConfig, QuantConfigError
 from qmlir.quantization.linear import CastLinear, QuantizedLinear
-from qmlir.quantization.weights import quantize_weight
+from qmlir.quantization.weights import dequantize_weight, quantize_weight
 
 _OUTLIER_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32}
 
@@ -41,9 +41,9 @@ class QuantReport:
         text = f"{len(self.layers)} linear layers -> {self.config.describe()}; {len(self.skipped)} skipped"
         if self.config.outlier_threshold is not None:
             text += f"; {n_out} outlier input channels kept in {self.config.outlier_dtype}"
-        if self.config.smoothquant_alpha is not None:
+        if self.config.smoothquant_alpha is not None or self.config.awq_alpha is not None:
             folded = sum(1 for v in self.layers.values() if v.get("smooth") == "folded")
-            text += f"; SmoothQuant folded into norms/producers for {folded} layers, explicit for " \
+            text += f"; scales folded into norms/producers for {folded} layers, explicit for " \
                     f"{sum(1 for v in self.layers.values() if v.get('smooth') == 'explicit')}"
         return text
 
@@ -97,6 +97,12 @@ def activation_params(obs: ActivationObserver, cfg: QuantConfig, outliers: Optio
     return scale, max(-128, min(127, zp))
 
 
+def _fake_quantized_weight(w: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
+    """w [N, K] quantized and dequantized as this config stores it (for AWQ's search)."""
+    qw = quantize_weight(w, cfg.weight_bits, cfg.weight_granularity, cfg.group_size)
+    return dequantize_weight(qw.storage, qw.scales, qw.bits, qw.group_size)[:w.shape[1]].t()
+
+
 def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[ActivationObserver],
                      smooth_inv: Optional[torch.Tensor], info: dict) -> QuantizedLinear:
     w = lin.weight.detach().to(torch.float32)
@@ -113,7 +119,8 @@ def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[Activ
     bias = None if lin.bias is None else lin.bias.detach().to(torch.float32).clone()
     group = qw.group_size
     if cfg.act_dtype == "none":
-        return QuantizedLinear(K, N, "weight_only", cfg.weight_bits, group, qw.storage, qw.scales, bias)
+        return QuantizedLinear(K, N, "weight_only", cfg.weight_bits, group, qw.storage, qw.scales, bias,
+                               smooth_inv=smooth_inv)
     if cfg.static_activations:
         scale, zp = activation_params(obs, cfg, idx)
         info.update(act_scale=scale, act_zero_point=zp)
@@ -160,9 +167,11 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
             raise QuantizationError(f"{cfg.describe()} needs calibration data (calib_data=None)")
         calib = list(calib_data)
         observers = calibrate(qmodel, calib, linears, progress)
-        if cfg.smoothquant_alpha is not None:
+        alpha = cfg.smoothquant_alpha if cfg.smoothquant_alpha is not None else cfg.awq_alpha
+        if alpha is not None:
+            quantizer = None if cfg.awq_alpha is None else (lambda w: _fake_quantized_weight(w, cfg))
             for group in smoothquant.find_groups(qmodel, names):
-                smoothquant.choose_scales(group, modules, observers, cfg.smoothquant_alpha, cfg.smoothquant_grid)
+                smoothquant.choose_scales(group, modules, observers, alpha, cfg.smoothquant_grid, quantizer)
                 inv = smoothquant.apply(group, modules)
                 for n in group.linears:
                     if n in report.layers:

@@ -14,11 +14,16 @@ attention; layers of unknown models) x * (1/s) is an explicit multiply before th
 alpha="auto" searches a grid per group and keeps the alpha whose simulated W8A8 output
 (per-tensor activations, per-channel weights) is closest to the float output on the
 calibration rows.
+
+The same scaling serves weight-only quantization as activation-aware weight quantization
+(AWQ, Lin et al., 2024): s_j = mean|X_j|^alpha (normalized), which widens the quantization grid
+of the weights that meet large activations; the search scores the simulated weight-only
+output (the model's own weight quantizer) instead.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -93,21 +98,47 @@ def _fake_w8a8_error(rows: torch.Tensor, weights: List[torch.Tensor], s: torch.T
     return err
 
 
+def awq_scales(act_absmean: torch.Tensor, alpha: float) -> torch.Tensor:
+    """s_j = mean|X_j|^alpha, normalized so that max(s) * min(s) = 1."""
+    s = act_absmean.to(torch.float32).clamp(min=1e-4).pow(alpha)
+    return (s / (s.max() * s.min()).sqrt()).clamp(min=1e-4, max=1e4)
+
+
+def _fake_weight_only_error(rows: torch.Tensor, weights: List[torch.Tensor], s: torch.Tensor,
+                            quantizer: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """Output error of x / s times the quantized-dequantized W * s, summed over the group."""
+    x = rows / s
+    err = 0.0
+    for w in weights:
+        w = w.detach().to(torch.float32)
+        wq = quantizer(w * s)
+        err += float(((x @ wq.t()) - rows @ w.t()).pow(2).mean())
+    return err
+
+
 def choose_scales(group: SmoothGroup, model_modules: Dict[str, torch.nn.Module],
-                  observers: Dict[str, ActivationObserver], alpha: Union[float, str], grid: int) -> None:
-    """Set group.scales (and group.alpha; for "auto", the grid point with the least error)."""
+                  observers: Dict[str, ActivationObserver], alpha: Union[float, str], grid: int,
+                  weight_quantizer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+    """Set group.scales (and group.alpha; for "auto", the grid point with the least error).
+    weight_quantizer given: AWQ scales for weight-only quantization, scored with it."""
     obs = observers[group.linears[0]]  # the linears of a group see the same input
     weights = [model_modules[n].weight for n in group.linears]
     absmax = obs.channel_absmax
+    if weight_quantizer is None:
+        make = lambda a: smoothing_scales(absmax, weights, a)  # noqa: E731
+        score = lambda s: _fake_w8a8_error(rows, weights, s)  # noqa: E731
+    else:
+        make = lambda a: awq_scales(obs.channel_absmean, a)  # noqa: E731
+        score = lambda s: _fake_weight_only_error(rows, weights, s, weight_quantizer)  # noqa: E731
     if alpha != "auto":
-        group.alpha, group.scales = float(alpha), smoothing_scales(absmax, weights, float(alpha))
+        group.alpha, group.scales = float(alpha), make(float(alpha))
         return
     rows = obs.rows()
     best = None
     for i in range(grid):
         a = i / (grid - 1)
-        s = smoothing_scales(absmax, weights, a)
-        err = _fake_w8a8_error(rows, weights, s)
+        s = make(a)
+        err = score(s)
         if best is None or err < best[0]:
             best = (err, a, s)
     _, group.alpha, group.scales = best

@@ -1,0 +1,32 @@
+"""Perplexity of causal language models on token windows: how quantized models are scored."""
+from __future__ import annotations
+
+import math
+from typing import Callable, List
+
+import torch
+
+
+def token_windows(tokenizer, text: str, n_tokens: int, window: int) -> List[torch.Tensor]:
+    """The first `n_tokens` tokens of `text` as [1, window] id tensors (n_tokens a multiple of window)."""
+    ids = tokenizer(text, return_tensors="pt").input_ids[0][:n_tokens]
+    if ids.numel() < n_tokens:
+        raise ValueError(f"text has {ids.numel()} tokens, fewer than {n_tokens}")
+    return [ids[i:i + window][None] for i in range(0, n_tokens, window)]
+
+
+def nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple:
+    """(sum of next-token negative log-likelihoods, count) of one window."""
+    logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+    picked = logp.gather(1, ids[0, 1:, None])
+    return float(-picked.sum()), picked.numel()
+
+
+def perplexity(forward: Callable[[torch.Tensor], torch.Tensor], windows: List[torch.Tensor]) -> float:
+    """exp(mean NLL) over all windows; `forward(ids)` returns logits [1, T, vocab]."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ids in windows:
+            s, n = nll(forward(ids), ids)
+            total, count = total + s, count + n
+    return math.exp(total / count)

@@ -1,0 +1,53 @@
+"""SmolLM2-135M quantized (qmlir.quantize): perplexity bounds on the first 1024 tokens of the
+GPL-3 text, calibrated on another text (CPython standard-library docstrings), and one quantized
+model compiled end to end. The README's accuracy table comes from examples/quant_table.py."""
+import pytest
+import torch
+
+import qmlir
+from qmlir import zoo
+from qmlir.evaluation import perplexity, token_windows
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, tok = zoo.smollm2()
+    windows = token_windows(tok, zoo.gpl3_text(), 1024, 512)
+    calib = token_windows(tok, zoo.stdlib_docs_text(), 8 * 128, 128)
+    fp32 = perplexity(lambda ids: model(ids).logits, windows)
+    return model, windows, calib, fp32
+
+
+def ppl(setup, cfg):
+    model, windows, calib, _ = setup
+    q = qmlir.quantize(model, calib, cfg, progress=False)
+    return perplexity(lambda ids: q(ids).logits, windows)
+
+
+def test_int8_weight_only_within_1_percent(setup):
+    assert ppl(setup, "int8-weight-only") <= setup[3] * 1.01
+
+
+def test_int4_g128(setup):
+    """The issue asks for <= 15%; measured +40% with AWQ (+59% without): see the README table
+    and the issue note. This holds the level reached so that it cannot regress."""
+    plain, awq = ppl(setup, "int4-g128"), ppl(setup, "int4-g128-awq")
+    assert awq < plain
+    assert awq <= setup[3] * 1.45
+
+
+def test_smoothquant_beats_naive_w8a8(setup):
+    naive, smooth = ppl(setup, "w8a8-static"), ppl(setup, "w8a8-smoothquant")
+    assert smooth < naive * 0.8, (naive, smooth)
+
+
+def test_compiled_w8a8_smollm2_matches_eager(setup):
+    model, windows, calib, _ = setup
+    q = qmlir.quantize(model, calib, "w8a8-smoothquant", progress=False)
+    ids = windows[0][:, :32]
+    with torch.no_grad():
+        eager = q(ids).logits
+        compiled = qmlir.compile(q, (ids,))(ids).logits
+    cos = torch.nn.functional.cosine_similarity(eager.flatten(), compiled.flatten(), dim=0)
+    assert cos > 0.9999, float(cos)
+    assert torch.equal(eager.argmax(-1), compiled.argmax(-1))
