@@ -5,8 +5,8 @@ from __future__ import annotations
 from mlir import ir, passmanager
 
 from qmlir.errors import CompileError
-from qmlir.passes import (dequant_matmul_fold, distinct_results, loop_outlining, matmul_tiling, registry,
-                          transpose_matmul_fold)
+from qmlir.passes import (bf16_dot_matmul, cpu_features, dequant_matmul_fold, distinct_results, loop_outlining,
+                          matmul_tiling, registry, transpose_matmul_fold)
 
 CPU_PREPARE = "builtin.module(func.func(canonicalize,cse,canonicalize))"
 
@@ -24,7 +24,7 @@ CPU_TO_LLVM = (
     "expand-strided-metadata,lower-affine,"
     "convert-math-to-funcs,convert-scf-to-cf,"
     "arith-expand{include-bf16=1},"
-    "convert-vector-to-llvm,finalize-memref-to-llvm,"
+    "convert-vector-to-llvm{enable-x86vector=1},finalize-memref-to-llvm,"
     "convert-math-to-llvm,convert-math-to-libm,"
     "convert-arith-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,convert-index-to-llvm,"
     "convert-ub-to-llvm,reconcile-unrealized-casts)"
@@ -89,6 +89,8 @@ def lower_to_llvm_cpu(module: ir.Module) -> None:
     dequant_matmul_fold.run(module)
     transpose_matmul_fold.run(module)
     run_pipeline(module, CPU_PREPARE)  # drops the transposes' now-unused destinations
+    if cpu_features.has("avx512_bf16"):  # else bf16 matmuls take the portable vector schedule
+        bf16_dot_matmul.run(module)
     try:
         matmul_tiling.run(module)
     except ir.MLIRError as e:
@@ -129,6 +131,12 @@ def needs_async_runtime(module: ir.Module) -> bool:
                 ir.StringAttr(op.operation.attributes["sym_name"]).value.startswith("mlirAsyncRuntime"):
             return True
     return False
+
+
+def cpu_pipeline_key() -> str:
+    """What besides the IR decides the code `lower_to_llvm_cpu` makes here (for compile caches)."""
+    return (f"cpu threads={matmul_tiling.default_threads()} "
+            f"bf16dot={int(cpu_features.has('avx512_bf16'))}")
 
 
 def _lower_to_cpu(module: ir.Module) -> None:

@@ -121,7 +121,7 @@ class CompiledFunction:
 
 def compile_graph(graph: ImportedGraph) -> CompiledFunction:
     """Compile `graph`, reusing a function already compiled from the same IR in this process."""
-    key = hashlib.sha256(graph.mlir.encode()).hexdigest()
+    key = hashlib.sha256((pipelines.cpu_pipeline_key() + "\n" + graph.mlir).encode()).hexdigest()
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
     if hit is not None:

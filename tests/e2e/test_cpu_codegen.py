@@ -55,12 +55,18 @@ def test_nt_linear_single_thread(monkeypatch):
     torch.testing.assert_close(out, 2 * (x @ w.T), rtol=1e-4, atol=1e-3)
 
 
-def test_nt_linear_bf16_accumulates_in_f32():
+@pytest.mark.parametrize("dot", [True, False], ids=["avx512bf16-dot", "portable"])
+@pytest.mark.parametrize("m,n,k", [(32, 64, 256), (1, 512, 2048), (3, 6, 96), (128, 512, 1024)])
+def test_nt_linear_bf16_accumulates_in_f32(monkeypatch, dot, m, n, k):
+    from qmlir.passes import cpu_features
+    if dot and not cpu_features.has("avx512_bf16"):
+        pytest.skip("this CPU has no AVX512_BF16")
+    monkeypatch.setenv("QMLIR_CPU_DISABLE", "" if dot else "avx512_bf16")
     g = torch.Generator().manual_seed(2)
-    x, w = torch.randn(32, 256, generator=g).bfloat16(), torch.randn(64, 256, generator=g).bfloat16()
-    out = compile_mlir(linear_ir(32, 64, 256, torch.bfloat16))(x, w)[0]
-    ref = (x.float() @ w.float().T).bfloat16()
-    torch.testing.assert_close(out.float(), ref.float(), rtol=1e-2, atol=1e-2)
+    x, w = torch.randn(m, k, generator=g).bfloat16(), torch.randn(n, k, generator=g).bfloat16()
+    out = compile_mlir(linear_ir(m, n, k, torch.bfloat16))(x, w)[0]
+    ref = (x.float() @ w.float().T).bfloat16()  # exact products, f32 sums, one rounding
+    torch.testing.assert_close(out.float(), ref.float(), rtol=2 ** -7, atol=1e-2)
 
 
 def test_batched_nt_matmul():
