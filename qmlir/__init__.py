@@ -5,6 +5,7 @@
 """
 from qmlir.errors import (
     CompileError,
+    CudaUnavailableError,
     InputMismatchError,
     QmlirError,
     UnsupportedOp,
@@ -31,7 +32,7 @@ def supported_ops() -> list:
 
 
 __all__ = [
-    "CompileError", "CompiledModule", "InputMismatchError", "QmlirError", "UnsupportedOp",
+    "CompileError", "CompiledModule", "CudaUnavailableError", "InputMismatchError", "QmlirError", "UnsupportedOp",
     "UnsupportedOpError", "backend", "compile", "import_graph", "import_model", "qmlir_backend", "supported_ops",
     "CalibrationError", "QuantConfig", "QuantConfigError", "QuantizationError", "load_quantized", "quantize",
     "save_quantized",

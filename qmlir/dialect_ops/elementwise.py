@@ -310,8 +310,9 @@ def bitwise_not(ctx, node, x):
 def to_copy(ctx, node, x, dtype=None, layout=None, device=None, pin_memory=None,
             non_blocking=False, memory_format=None):
     out = _out(node)
-    if out.device.type != "cpu":
-        raise UnsupportedOp(node, f"copy to device {out.device}")
+    src = node.args[0].meta["val"].device
+    if out.device != src:  # a dtype change stays on the graph's device (CPU or CUDA target)
+        raise UnsupportedOp(node, f"copy from {src} to device {out.device}")
     return elementwise(out.shape, out.dtype, [x], lambda v: v, [dtype_of(x)])
 
 

@@ -7,6 +7,7 @@ op or a graph break raises) and bound to the example inputs' shapes and dtypes.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Callable, List
 
@@ -38,8 +39,10 @@ class CompiledModule:
         self._compiled = torch.compile(model, backend=make_backend(strict=True, on_compile=self.graphs.append, passes=passes,
                                                                 target=target),
                                        fullgraph=True, dynamic=False)
+        self._target = target
         t0 = time.perf_counter()
-        _capture_errors(lambda: self._compiled(*example_inputs, **kwargs))
+        with _target_context(target):
+            _capture_errors(lambda: self._compiled(*example_inputs, **kwargs))
         if not self.graphs:  # never run eagerly in qmlir's name
             raise QmlirError("TorchDynamo ran the model without handing a graph to qmlir")
         self.compile_seconds = time.perf_counter() - t0
@@ -62,8 +65,17 @@ class CompiledModule:
             if got != exp:
                 raise InputMismatchError(f"input #{i}: compiled for {exp}, got {got}; "
                                          "call qmlir.compile again for this shape/dtype")
-        with torch.no_grad():
+        with torch.no_grad(), _target_context(self._target):
             return self._compiled(*args, **kwargs)
+
+
+def _target_context(target: str):
+    """On CUDA, SDPA would decompose to fused kernels (flash/efficient/cuDNN attention) that have
+    no lowering; the math backend decomposes it into matmuls and softmax, as on the CPU."""
+    if target != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def _capture_errors(call: Callable[[], Any]) -> None:
@@ -129,7 +141,8 @@ def _emit_ptx(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dic
     graphs: List = []
     compiled = torch.compile(model, backend=make_backend(strict=True, on_import=graphs.append, passes=passes),
                              fullgraph=True, dynamic=False)
-    _capture_errors(lambda: compiled(*example_inputs, **dict(example_kwargs or {})))
+    with _target_context("cuda"):
+        _capture_errors(lambda: compiled(*example_inputs, **dict(example_kwargs or {})))
     if not graphs:
         raise QmlirError("TorchDynamo ran the model without handing a graph to qmlir")
     graph = graphs[-1]

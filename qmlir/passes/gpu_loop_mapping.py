@@ -25,7 +25,7 @@ global tile-size list, unlike upstream `gpu-map-parallel-loops`).
 from __future__ import annotations
 
 from mlir import ir
-from mlir.dialects import arith, gpu, scf
+from mlir.dialects import arith, gpu, memref, scf
 from mlir.dialects.transform import interpreter
 
 from qmlir.errors import CompileError
@@ -189,6 +189,90 @@ def _map_straight_line(ops: list) -> None:
         op.move_before(terminator)
 
 
+def _defined_inside(loop: ir.Operation) -> list:
+    values = []
+
+    def visit(op):
+        values.extend(op.results)
+        for region in op.regions:
+            for block in region.blocks:
+                values.extend(block.arguments)
+        return ir.WalkResult.ADVANCE
+
+    loop.walk(visit)
+    return values
+
+
+def _promote(loop: ir.Operation) -> bool:
+    """`scf.for { %a = load M[i]; ...; store %v, M[i] }` with M[i] loop-invariant and the only
+    store in the loop -> the value travels as an iter_arg: one load before, one store after."""
+    if len(loop.results) or loop.name != "scf.for":
+        return False
+    body = loop.regions[0].blocks[0]
+    stores = []
+
+    def visit(op):
+        if op.name in ("memref.store", "vector.store", "vector.transfer_write", "memref.copy") \
+                or op.name.startswith("linalg.") or op.name == "func.call":
+            stores.append(op)
+        return ir.WalkResult.ADVANCE
+
+    loop.walk(visit)
+    if len(stores) != 1 or stores[0].name != "memref.store" or stores[0].parent != loop:
+        return False
+    store = stores[0]
+    target, indices = store.operands[1], list(store.operands)[2:]
+    inside = _defined_inside(loop)
+    if any(any(v == d for d in inside) for v in [target] + indices):
+        return False
+    loads = [op.operation for op in body.operations if op.operation.name == "memref.load"
+             and op.operation.operands[0] == target]
+    if len(loads) != 1 or list(loads[0].operands)[1:] != indices:
+        return False
+    uses = 0
+
+    def count(op):
+        nonlocal uses
+        uses += sum(1 for v in op.operands if v == target)
+        return ir.WalkResult.ADVANCE
+
+    loop.walk(count)
+    if uses != 2:  # the load and the store, nothing else reads the accumulator
+        return False
+    load = loads[0]
+    lb, ub, step = list(loop.operands)[:3]
+    with loop.location, ir.InsertionPoint(loop):
+        init = memref.load(target, indices)
+        new = scf.ForOp(lb, ub, step, [init])
+    with loop.location, ir.InsertionPoint(new.body):
+        yield_ = scf.YieldOp([store.operands[0]])
+    body.arguments[0].replace_all_uses_with(new.induction_variable)
+    load.results[0].replace_all_uses_with(new.inner_iter_args[0])
+    for op in list(body.operations)[:-1]:
+        if op.operation != load and op.operation != store:
+            op.move_before(yield_)
+    with loop.location, ir.InsertionPoint(loop):  # after the new loop, before the old one
+        memref.store(new.results[0], target, indices)
+    load.erase()
+    store.erase()
+    loop.erase()
+    return True
+
+
+def promote_accumulators(module: ir.Module) -> int:
+    """Keep reduction accumulators in registers (repeatedly: conv's nested reduction loops)."""
+    loops = []
+
+    def visit(op):
+        if op.name == "scf.for":
+            loops.append(op)
+        return ir.WalkResult.ADVANCE
+
+    # post-order: an inner loop is promoted before the loop around it, whose handle stays valid
+    module.operation.walk(visit, ir.WalkOrder.POST_ORDER)
+    return sum(1 for loop in loops if _promote(loop))
+
+
 def map_loops(module: ir.Module, block_size: int = 256) -> int:
     """Every top-level loop nest of every host function becomes a gpu.launch, and so does each
     run of loop-free device work between them; returns the number of launches."""
@@ -224,7 +308,9 @@ def run(module: ir.Module, block_size: int = 256) -> int:
     from qmlir.passes.lower_to_cuda import run_pipeline  # the one pipeline runner of the GPU path
     parallel_dims_first(module)
     run_pipeline(module, "builtin.module(func.func(convert-linalg-to-parallel-loops))")
-    return map_loops(module, block_size)
+    launches = map_loops(module, block_size)
+    promote_accumulators(module)
+    return launches
 
 
 registry.register_pass(

@@ -4,8 +4,10 @@ them through MLIR's CUDA runtime wrappers (libmlir_cuda_runtime.so).
     quant casts -> arith (qmlir-lower-quant)          if the module still has quant ops
     one-shot bufferization, results as out-parameters (as on the CPU)
     qmlir-gpu-device-buffers     intermediates/constants -> caller-allocated device buffers
-    qmlir-gpu-map-loops          one gpu.launch per linalg op, one thread per parallel iteration
-    gpu-kernel-outlining, gpu-async-region (one stream per call, no per-launch synchronization)
+    qmlir-gpu-map-loops          one gpu.launch per linalg op, one thread per parallel iteration,
+                                 reduction accumulators in registers
+    gpu-kernel-outlining, qmlir-gpu-dedupe-kernels (one copy per distinct kernel, not per layer)
+    gpu-async-region             one stream per call, no per-launch synchronization
     nvvm-attach-target{chip features}, convert-gpu-to-nvvm, gpu-to-llvm
     gpu-module-to-binary{format}  isa: PTX text (no CUDA needed; the driver JITs it when loaded)
                                   bin/fatbin: cubin through ptxas from a CUDA toolkit
@@ -23,10 +25,17 @@ from pathlib import Path
 from mlir import ir, passmanager
 
 from qmlir.errors import CompileError
-from qmlir.passes import distinct_results, gpu_device_buffers, gpu_loop_mapping, registry
+from qmlir.passes import distinct_results, gpu_device_buffers, gpu_kernel_dedup, gpu_loop_mapping, registry
 from qmlir.passes.pipelines import _protect_arguments, has_quant_ops
 
 FORMATS = ("isa", "bin", "fatbin")
+
+OUTLINE = (
+    "builtin.module("
+    "func.func(scf-parallel-for-to-nested-fors),"
+    "convert-math-to-funcs,"  # integer powers -> helper functions, cloned into the kernels
+    "gpu-kernel-outlining)"
+)
 
 PREPARE = "builtin.module(func.func(canonicalize,cse,canonicalize))"
 
@@ -42,9 +51,6 @@ def _to_nvvm(chip: str, features: str, opt_level: int, fmt: str, toolkit: str) -
     tk = f" toolkit={toolkit}" if toolkit else ""
     return (
         "builtin.module("
-        "func.func(scf-parallel-for-to-nested-fors),"
-        "convert-math-to-funcs,"  # integer powers -> helper functions, cloned into the kernels
-        "gpu-kernel-outlining,"
         "func.func(gpu-async-region),"
         "convert-vector-to-scf,convert-scf-to-cf,convert-nvvm-to-llvm,convert-func-to-llvm,"
         "expand-strided-metadata,"
@@ -113,6 +119,8 @@ def lower_to_cuda(module: ir.Module, chip: str = "sm_90", features: str = "+ptx8
         run_pipeline(module, BUFFERIZE)
         buffers = gpu_device_buffers.run(module)
         gpu_loop_mapping.run(module, block_size=block_size)
+        run_pipeline(module, OUTLINE)
+        gpu_kernel_dedup.run(module)
         tk = cuda_toolkit() if toolkit is None else toolkit
         run_pipeline(module, _to_nvvm(chip, features, opt_level, format, tk))
         return CudaLowering(buffers, kernel_ptx(module) if format == "isa" else None)

@@ -83,9 +83,9 @@ class CudaFunction:
             buffers = {b.function: b for b in lowering.buffers}[self.func_name]
             try:
                 torch.cuda.init()
+                # the host code calls only the CUDA wrappers (no memrefCopy: copies are kernels)
                 self._engine = ExecutionEngine(module, opt_level=opt_level,
-                                               shared_libs=[runtime_library("cuda_runtime"),
-                                                            runtime_library("c_runner_utils")])
+                                               shared_libs=[runtime_library("cuda_runtime")])
                 self._engine.initialize()  # global constructors load the kernels' module
             except RuntimeError as e:
                 raise CompileError(f"JIT compilation for CUDA failed: {e}") from None
@@ -100,9 +100,12 @@ class CudaFunction:
         self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
         self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
         self._lock = threading.Lock()
-        self._constants = torch.empty(max(1, buffers.constant_bytes), dtype=torch.uint8, device=self.device)
-        if buffers.constant_bytes:
-            self._upload(buffers.upload_function)
+        # compiled inside AOT autograd's fake-tensor mode: these must be real device tensors
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+        with unset_fake_temporarily():
+            self._constants = torch.empty(max(1, buffers.constant_bytes), dtype=torch.uint8, device=self.device)
+            if buffers.constant_bytes:
+                self._upload(buffers.upload_function)
 
     def _lookup(self, name: str):
         addr = self._engine.raw_lookup("_mlir_ciface_" + name)
@@ -156,3 +159,33 @@ def compile_graph_cuda(graph: ImportedGraph, device: torch.device | None = None)
     with _CACHE_LOCK:
         _CACHE[key] = fn
     return fn
+
+
+def compile_module_cuda(module: ir.Module, entry: str | None = None,
+                        device: torch.device | None = None) -> CudaFunction:
+    """Compile a tensor-level module (as qmlir emits or qmlir-opt prints) for CUDA."""
+    from qmlir.frontend.types import torch_dtype
+    from qmlir.runtime.engine import entry_function
+
+    from qmlir.passes import lower_quant, pipelines
+    if pipelines.has_quant_ops(module):  # quantized signatures become their storage types
+        lower_quant.run(module)
+    fn = entry_function(module, entry)
+    name = ir.StringAttr(fn.operation.attributes["sym_name"]).value
+    ftype = ir.FunctionType(ir.TypeAttr(fn.operation.attributes["function_type"]).value)
+    specs = []
+    for what, types in (("argument", ftype.inputs), ("result", ftype.results)):
+        specs.append([])
+        for i, t in enumerate(types):
+            if not isinstance(t, ir.RankedTensorType) or not t.has_static_shape:
+                raise CompileError(f"{what} {i} has type {t}; only functions on statically shaped tensors can run")
+            specs[-1].append(TensorSpec(tuple(t.shape), torch_dtype(t.element_type)))
+    fn.operation.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+    return CudaFunction(ImportedGraph(module, module.context, name, specs[0], specs[1]), device)
+
+
+def compile_mlir_cuda(text: str, entry: str | None = None, device: torch.device | None = None) -> CudaFunction:
+    """Parse `text` in a new context and compile its entry function for CUDA."""
+    context = ir.Context()
+    with context:
+        return compile_module_cuda(ir.Module.parse(text), entry, device)
