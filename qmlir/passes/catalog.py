@@ -3,6 +3,7 @@ from qmlir.passes import bf16_dot_matmul  # noqa: F401
 from qmlir.passes import dequant_matmul_fold  # noqa: F401
 from qmlir.passes import fuse_quantized_matmul  # noqa: F401
 from qmlir.passes import gpu_device_buffers  # noqa: F401
+from qmlir.passes import int8_dot_matmul  # noqa: F401
 from qmlir.passes import gpu_kernel_dedup  # noqa: F401
 from qmlir.passes import gpu_loop_mapping  # noqa: F401
 from qmlir.passes import lower_quant  # noqa: F401

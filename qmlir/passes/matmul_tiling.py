@@ -195,7 +195,8 @@ def run(module: ir.Module, threads: int | None = None) -> int:
 
     def visit(op):
         nonlocal tagged
-        if op.operation.name in ("linalg.matmul", "linalg.batch_matmul"):
+        taken = "qmlir.vnni" in op.operation.attributes  # the VNNI kernel takes it after bufferization
+        if op.operation.name in ("linalg.matmul", "linalg.batch_matmul") and not taken:
             sched = _schedule(op.operation, threads)
             if sched is not None:
                 cls = classes.setdefault(sched, len(classes))

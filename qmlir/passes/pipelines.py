@@ -5,8 +5,8 @@ from __future__ import annotations
 from mlir import ir, passmanager
 
 from qmlir.errors import CompileError
-from qmlir.passes import (bf16_dot_matmul, cpu_features, dequant_matmul_fold, distinct_results, loop_outlining,
-                          matmul_tiling, registry, transpose_matmul_fold)
+from qmlir.passes import (bf16_dot_matmul, cpu_features, dequant_matmul_fold, distinct_results, int8_dot_matmul,
+                          loop_outlining, matmul_tiling, registry, transpose_matmul_fold)
 
 CPU_PREPARE = "builtin.module(func.func(canonicalize,cse,canonicalize))"
 
@@ -15,9 +15,10 @@ CPU_LOWER = (
     "one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map},"
     "buffer-results-to-out-params{hoist-static-allocs=1 modify-public-functions=1},"
     "func.func(buffer-hoisting,promote-buffers-to-stack{max-alloc-size-in-bytes=4096}),"
-    "buffer-deallocation-pipeline,convert-bufferization-to-memref,"
-    "func.func(convert-linalg-to-loops),convert-vector-to-scf)"
+    "buffer-deallocation-pipeline,convert-bufferization-to-memref)"
 )
+
+CPU_LOOPS = "builtin.module(func.func(convert-linalg-to-loops),convert-vector-to-scf)"
 
 CPU_TO_LLVM = (
     "builtin.module("
@@ -91,6 +92,9 @@ def lower_to_llvm_cpu(module: ir.Module) -> None:
     run_pipeline(module, CPU_PREPARE)  # drops the transposes' now-unused destinations
     if cpu_features.has("avx512_bf16"):  # else bf16 matmuls take the portable vector schedule
         bf16_dot_matmul.run(module)
+    vnni = cpu_features.has("avx512_vnni")  # else i8 matmuls take the portable vector schedule
+    if vnni:
+        int8_dot_matmul.mark(module)
     try:
         matmul_tiling.run(module)
     except ir.MLIRError as e:
@@ -101,6 +105,9 @@ def lower_to_llvm_cpu(module: ir.Module) -> None:
     # slower. Fusion belongs to the speed work, with a cost model.
     distinct_results.run(module)
     run_pipeline(module, CPU_LOWER)
+    if vnni:
+        int8_dot_matmul.run(module)
+    run_pipeline(module, CPU_LOOPS)
     try:
         loop_outlining.run(module)
     except ir.MLIRError as e:
@@ -136,7 +143,7 @@ def needs_async_runtime(module: ir.Module) -> bool:
 def cpu_pipeline_key() -> str:
     """What besides the IR decides the code `lower_to_llvm_cpu` makes here (for compile caches)."""
     return (f"cpu threads={matmul_tiling.default_threads()} "
-            f"bf16dot={int(cpu_features.has('avx512_bf16'))}")
+            f"bf16dot={int(cpu_features.has('avx512_bf16'))} vnni={int(cpu_features.has('avx512_vnni'))}")
 
 
 def _lower_to_cpu(module: ir.Module) -> None:

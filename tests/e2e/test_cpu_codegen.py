@@ -133,3 +133,30 @@ def test_weight_only_matmul_reads_int8_weights(m, n, k):
     src = WEIGHT_ONLY.format(M=m, N=n, K=k, S="[" + ", ".join("%.9g" % v for v in s.tolist()) + "]")
     out = compile_mlir(src)(x, q)[0]
     torch.testing.assert_close(out, x @ (q.float() * s), rtol=1e-4, atol=1e-4)
+
+
+INT_MATMUL = """
+func.func @f(%x: tensor<{M}x{K}xi8>, %w: tensor<{K}x{N}xi8>) -> tensor<{M}x{N}xi32> {{
+  %z = arith.constant 0 : i32
+  %e = tensor.empty() : tensor<{M}x{N}xi32>
+  %f = linalg.fill ins(%z : i32) outs(%e : tensor<{M}x{N}xi32>) -> tensor<{M}x{N}xi32>
+  %y = linalg.matmul ins(%x, %w : tensor<{M}x{K}xi8>, tensor<{K}x{N}xi8>) outs(%f : tensor<{M}x{N}xi32>) -> tensor<{M}x{N}xi32>
+  return %y : tensor<{M}x{N}xi32>
+}}"""
+
+
+@pytest.mark.parametrize("vnni", [True, False], ids=["avx512vnni", "portable"])
+@pytest.mark.parametrize("m,n,k", [(8, 128, 64), (1, 256, 4096), (6, 64, 12), (128, 512, 3072), (5, 48, 20)])
+def test_int8_matmul_is_exact(monkeypatch, vnni, m, n, k):
+    """i8 x i8 -> i32 (W8A8's product): exact, extremes included (-128 * -128 sums)."""
+    from qmlir.passes import cpu_features
+    if vnni and not cpu_features.has("avx512_vnni"):
+        pytest.skip("this CPU has no AVX512_VNNI")
+    monkeypatch.setenv("QMLIR_CPU_DISABLE", "" if vnni else "avx512_vnni")
+    g = torch.Generator().manual_seed(m + n + k)
+    x = torch.randint(-128, 128, (m, k), generator=g, dtype=torch.int8)
+    w = torch.randint(-128, 128, (k, n), generator=g, dtype=torch.int8)
+    x[0, :] = -128
+    w[:, 0] = -128
+    out = compile_mlir(INT_MATMUL.format(M=m, N=n, K=k))(x, w)[0]
+    assert torch.equal(out, x.int() @ w.int())
