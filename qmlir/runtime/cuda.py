@@ -66,7 +66,7 @@ def _runtime():
 class CudaFunction:
     """One function compiled for a CUDA device with a fixed input signature."""
 
-    def __init__(self, graph: ImportedGraph, device: torch.device | None = None, opt_level: int = 2):
+    def __init__(self, graph: ImportedGraph, device: torch.device | None = None, opt_level: int = 0):
         self.device = cuda_device(device)
         self.inputs: List[TensorSpec] = list(graph.inputs)
         self.outputs: List[TensorSpec] = list(graph.outputs)
