@@ -21,6 +21,7 @@ from qmlir.frontend.importer import ImportedGraph, TensorSpec
 from qmlir.frontend.types import torch_dtype
 from qmlir.passes import lower_quant, pipelines
 from qmlir.passes.pipelines import lower_to_llvm_cpu
+from qmlir.runtime import disk_cache
 from qmlir.runtime.libs import runtime_library
 from qmlir.runtime.memref import make_descriptor, point_at
 
@@ -67,8 +68,14 @@ class CompiledFunction:
         _free_retired()
         t0 = time.perf_counter()
         with graph.context:
-            module = ir.Module.parse(str(graph.module))
-            lower_to_llvm_cpu(module)
+            text = str(graph.module)
+            cache_key = disk_cache.key(text, pipelines.cpu_pipeline_key())
+            module = disk_cache.load(cache_key, graph.context)
+            self.cache_hit = module is not None
+            if module is None:
+                module = ir.Module.parse(text)
+                lower_to_llvm_cpu(module)
+                disk_cache.store(cache_key, module)
             self.lower_seconds = time.perf_counter() - t0
             self._threaded = pipelines.needs_async_runtime(module)
             if self._threaded:
