@@ -11,6 +11,7 @@ from mlir import ir
 import qmlir
 import test_ops as ops
 from conftest import assert_close, seed_of
+from test_quant_passes import absmax_attrs, matmul_module
 from qmlir.passes import fuse_quantized_matmul, quantize_matmul
 from qmlir.passes.gpu_device_buffers import DeviceBuffers
 from qmlir.passes.lower_to_cuda import lower_to_cuda
@@ -42,22 +43,9 @@ def test_every_op_lowers_to_ptx(name, fn, make, dtype):
     assert "st.global" in ptx  # and writes device memory
 
 
-def matmul_module(w: np.ndarray, m: int) -> str:
-    k, n = w.shape
-    wtxt = "dense<[" + ",".join("[" + ",".join("%.9g" % v for v in row) + "]" for row in w) + "]>"
-    return f"""func.func @f(%x: tensor<{m}x{k}xf32>) -> tensor<{m}x{n}xf32> {{
-  %w = arith.constant {wtxt} : tensor<{k}x{n}xf32>
-  %z = arith.constant 0.0 : f32
-  %e = tensor.empty() : tensor<{m}x{n}xf32>
-  %f = linalg.fill ins(%z : f32) outs(%e : tensor<{m}x{n}xf32>) -> tensor<{m}x{n}xf32>
-  %y = linalg.matmul ins(%x, %w : tensor<{m}x{k}xf32>, tensor<{k}x{n}xf32>) outs(%f : tensor<{m}x{n}xf32>) -> tensor<{m}x{n}xf32>
-  return %y : tensor<{m}x{n}xf32>
-}}"""
-
-
-def quantized_module(w: np.ndarray, m: int) -> ir.Module:
+def quantized_module(w: np.ndarray) -> ir.Module:
     """W8A8 with dynamic per-token activations, fused to i8 x i8 -> i32 (not yet lowered)."""
-    module = ir.Module.parse(matmul_module(w, m))
+    module = ir.Module.parse(matmul_module(w))
     assert quantize_matmul.run(module, act="dynamic") == 1
     fuse_quantized_matmul.run(module)
     return module
@@ -68,8 +56,8 @@ def test_quantized_ir_lowers_to_ptx():
     the weight becomes an uploaded constant, kernels load bytes and accumulate in 32 bits."""
     w = np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)
     with ir.Context(), ir.Location.unknown():
-        module = quantized_module(w, 8)
-        assert "tensor<8x64xi8>, tensor<64x32xi8>) outs(" in str(module)  # i8 x i8 -> i32 matmul
+        module = quantized_module(w)
+        assert "tensor<32x64xi8>, tensor<64x32xi8>) outs(" in str(module)  # i8 x i8 -> i32 matmul
         lowering = lower_to_cuda(module)
     (buffers,) = lowering.buffers
     assert isinstance(buffers, DeviceBuffers) and buffers.constant_bytes >= 64 * 32  # the i8 weight
@@ -77,6 +65,55 @@ def test_quantized_ir_lowers_to_ptx():
     assert "ld.global.s8" in ptx or "ld.global.u8" in ptx or "ld.global.nc.u8" in ptx or "ld.global.nc.s8" in ptx
     assert re.search(r"\b(mad|mul)\.(lo|wide)\.s(16|32)\b", ptx)  # integer products, not float
     assert ".visible .entry" in ptx
+
+
+# The MLIR-level quantization passes (test_quant_passes checks them on the CPU), then the cuda
+# pipeline: (pipeline, SQNR bound in dB against the f64 matmul on data with planted activation
+# outliers). The bounds are the CPU pipeline's SQNR on the same data, less 1 dB.
+QUANT_PIPELINES = [
+    ("qmlir-quantize-matmul{act=static}", 23.5),
+    ("qmlir-quantize-matmul{act=dynamic}, qmlir-fuse-quantized-matmul", 29.3),
+    ("qmlir-quantize-matmul{act=none weight-type=i4 granularity=group group-size=32}", 19.7),
+    ("qmlir-split-outliers{threshold=6.0 mode=static}, qmlir-fuse-quantized-matmul", 53.2),
+    ("qmlir-split-outliers{threshold=6.0 mode=dynamic}", 55.0),
+    ("qmlir-mixed-precision{type=bf16}", 51.8),
+]
+
+
+def outlier_data():
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((256, 64)) * 0.05).astype(np.float32)
+    x = rng.standard_normal((32, 256)).astype(np.float32)
+    x[:, [7, 100, 201, 230]] *= np.array([20.0, 35.0, 50.0, 60.0], np.float32)
+    return w, x
+
+
+def quant_pipeline_module(pipeline: str) -> ir.Module:
+    from qmlir.passes.pipeline_text import apply_pipeline
+    w, x = outlier_data()
+    module = ir.Module.parse(matmul_module(w, absmax_attrs(x)))
+    apply_pipeline(module, pipeline)
+    return module
+
+
+@pytest.mark.parametrize("pipeline,bound", QUANT_PIPELINES, ids=[p for p, _ in QUANT_PIPELINES])
+def test_quantization_pipelines_lower_to_ptx(pipeline, bound):
+    with ir.Context(), ir.Location.unknown():
+        ptx = lower_to_cuda(quant_pipeline_module(pipeline)).ptx
+    assert ".visible .entry" in ptx and ".target sm_90" in ptx
+
+
+@pytest.mark.parametrize("pipeline,bound", QUANT_PIPELINES, ids=[p for p, _ in QUANT_PIPELINES])
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_quantization_pipelines_on_cuda(pipeline, bound):
+    from qmlir.runtime.cuda import compile_module_cuda
+    w, x = outlier_data()
+    with ir.Context(), ir.Location.unknown():
+        y = compile_module_cuda(quant_pipeline_module(pipeline))(torch.from_numpy(x).cuda())[0].cpu().double()
+    ref = torch.from_numpy(x).double() @ torch.from_numpy(w).double()
+    sqnr = 10 * torch.log10((ref ** 2).sum() / ((y - ref) ** 2).sum())
+    assert sqnr >= bound, sqnr
 
 
 def small_llama(layers=2):
@@ -156,7 +193,7 @@ def test_quantized_matmul_on_cuda():
     w = (rng.standard_normal((256, 64)) * 0.05).astype(np.float32)
     x = torch.from_numpy(rng.standard_normal((32, 256)).astype(np.float32))
     with ir.Context(), ir.Location.unknown():
-        y = compile_module_cuda(quantized_module(w, 32))(x.cuda())[0].cpu().double()
+        y = compile_module_cuda(quantized_module(w))(x.cuda())[0].cpu().double()
     ref = (x @ torch.from_numpy(w)).double()
     sqnr = 10 * torch.log10((ref ** 2).sum() / ((y - ref) ** 2).sum())
     assert sqnr >= 30.0, sqnr
