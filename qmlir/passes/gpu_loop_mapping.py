@@ -60,9 +60,7 @@ def parallel_dims_first(module: ir.Module) -> int:
     classes: dict[tuple, int] = {}
 
     def visit(op):
-        if op.name.startswith("linalg.") and "iterator_types" not in op.attributes \
-                and op.name not in ("linalg.yield", "linalg.index"):
-            return ir.WalkResult.ADVANCE  # named ops: their iterator types are not attributes
+        # named ops (matmul, conv, pooling) already list their parallel dimensions first
         if op.name == "linalg.generic":
             perm = _permutation(op)
             if perm is not None:
