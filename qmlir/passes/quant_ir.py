@@ -72,14 +72,23 @@ def fmt(x: float) -> str:
     return "%.8e" % float(x)
 
 
-def per_axis_type(scales: np.ndarray, axis: int, qmin: int, qmax: int) -> ir.Type:
-    items = ",".join(fmt(s) for s in scales)
+def _param(s: float, zp) -> str:
+    return fmt(s) if zp is None or int(zp) == 0 else f"{fmt(s)}:{int(zp)}"
+
+
+def per_axis_type(scales: np.ndarray, axis: int, qmin: int, qmax: int,
+                  zero_points: Optional[np.ndarray] = None) -> ir.Type:
+    zps = [None] * len(scales) if zero_points is None else zero_points.reshape(-1)
+    items = ",".join(_param(s, z) for s, z in zip(scales, zps))
     return ir.Type.parse(f"!quant.uniform<i8<{qmin}:{qmax}>:f32:{axis}, {{{items}}}>")
 
 
-def sub_channel_type(scales: np.ndarray, group: int, qmin: int, qmax: int) -> ir.Type:
-    """Scales [K/G, N] for a [K, N] weight: blocks of `group` along dim 0."""
-    rows = ", ".join("{" + ", ".join(fmt(s) for s in row) + "}" for row in scales)
+def sub_channel_type(scales: np.ndarray, group: int, qmin: int, qmax: int,
+                     zero_points: Optional[np.ndarray] = None) -> ir.Type:
+    """Scales [K/G, N] for a [K, N] weight: blocks of `group` along dim 0 (LLVM 22's parser
+    aborts on a negative zero point here: asymmetric storage ranges start at 0)."""
+    zps = np.zeros(scales.shape, np.int64) if zero_points is None else zero_points.reshape(scales.shape)
+    rows = ", ".join("{" + ", ".join(_param(s, z) for s, z in zip(row, zrow)) + "}" for row, zrow in zip(scales, zps))
     return ir.Type.parse(f"!quant.uniform<i8<{qmin}:{qmax}>:f32:{{0:{group}, 1:1}}, {{{rows}}}>")
 
 

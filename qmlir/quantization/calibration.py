@@ -27,8 +27,9 @@ class CalibrationError(QmlirError, ValueError):
 class ActivationObserver:
     """Running statistics of one layer's input activations (the last dim is the channel)."""
 
-    def __init__(self, name: str, seed: int = 0):
+    def __init__(self, name: str, seed: int = 0, hessian: bool = False):
         self.name = name
+        self.xtx = None if not hessian else 0  # sum of x^T x (GPTQ), when asked for
         self.calls = 0
         self.min = self.max = None
         self.channel_min = self.channel_max = None
@@ -57,6 +58,8 @@ class ActivationObserver:
             self.channel_min = torch.minimum(self.channel_min, cmin)
             self.channel_max = torch.maximum(self.channel_max, cmax)
         self.channel_abssum += x.abs().sum(dim=0, dtype=torch.float64)
+        if self.xtx is not None:
+            self.xtx = self.xtx + x.t() @ x
         self.rows_seen += x.shape[0]
         self.min, self.max = float(self.channel_min.min()), float(self.channel_max.max())
         if self._n_samples < MAX_SAMPLES:
@@ -95,12 +98,13 @@ class ActivationObserver:
 
 
 def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn.Module],
-              progress: bool = True, seed: int = 0) -> Dict[str, ActivationObserver]:
+              progress: bool = True, seed: int = 0, hessian: bool = False) -> Dict[str, ActivationObserver]:
     """Run `model` on every item of `data` (a tensor, a tuple of positional args, or a dict of
-    keyword args) under no_grad, observing the inputs of `layers` (name -> module)."""
+    keyword args) under no_grad, observing the inputs of `layers` (name -> module); hessian:
+    also sum x^T x per layer (for GPTQ)."""
     from tqdm.auto import tqdm
 
-    observers = {name: ActivationObserver(name, seed) for name in layers}
+    observers = {name: ActivationObserver(name, seed, hessian) for name in layers}
     handles = [mod.register_forward_pre_hook(lambda m, args, _n=name: observers[_n].observe(args[0]))
                for name, mod in layers.items()]
     try:

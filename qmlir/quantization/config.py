@@ -22,6 +22,7 @@ _CHOICES = {
     "act_granularity": ("tensor", "token"),
     "act_calib": ("minmax", "absmax", "percentile"),
     "outlier_dtype": ("f16", "bf16", "f32"),
+    "weight_algorithm": ("rtn", "gptq"),
 }
 
 
@@ -32,6 +33,9 @@ class QuantConfig:
     weight_dtype        int8 | int4 (integer, symmetric) | bf16 | f16 (a cast)
     weight_granularity  tensor | channel (per output channel) | group (groups of `group_size`
                         input channels per output channel; the usual choice for int4)
+    weight_algorithm    rtn (round to nearest) | gptq (error-compensating, needs calibration data)
+    weight_symmetric    False: a zero point per scale (weight-only; int4 any granularity,
+                        int8 per tensor or channel)
     act_dtype           int8 (W8A8) | none (weight-only)
     act_granularity     tensor (static: one scale per layer from calibration) |
                         token (dynamic: one scale per row, computed at run time)
@@ -49,6 +53,8 @@ class QuantConfig:
     weight_dtype: str = "int8"
     weight_granularity: str = "channel"
     group_size: int = 128
+    weight_symmetric: bool = True
+    weight_algorithm: str = "rtn"
     act_dtype: str = "none"
     act_granularity: str = "tensor"
     act_calib: str = "absmax"
@@ -71,6 +77,17 @@ class QuantConfig:
             raise QuantConfigError(f"group_size={self.group_size!r}: expected an even integer >= 2")
         if not (isinstance(self.act_percentile, (int, float)) and 0 < self.act_percentile <= 100):
             raise QuantConfigError(f"act_percentile={self.act_percentile!r}: expected a number in (0, 100]")
+        if self.weight_algorithm == "gptq" and not self.is_integer:
+            raise QuantConfigError("weight_algorithm=gptq needs integer weights (int8/int4)")
+        if not isinstance(self.weight_symmetric, bool):
+            raise QuantConfigError(f"weight_symmetric={self.weight_symmetric!r}: expected true or false")
+        if not self.weight_symmetric and self.is_integer:
+            if self.act_dtype != "none":
+                raise QuantConfigError("weight_symmetric=false is for weight-only quantization: the W8A8 "
+                                       "integer matmul takes symmetric weights")
+            if self.weight_bits == 8 and self.weight_granularity == "group":
+                raise QuantConfigError("weight_symmetric=false with int8 groups is not supported (LLVM 22 "
+                                       "cannot parse a sub-channel quant type with a negative zero point)")
         if not isinstance(self.act_symmetric, bool):
             raise QuantConfigError(f"act_symmetric={self.act_symmetric!r}: expected true or false")
         for key in ("smoothquant_alpha", "awq_alpha"):
@@ -119,7 +136,7 @@ class QuantConfig:
     @property
     def needs_calibration(self) -> bool:
         return self.static_activations or self.smoothquant_alpha is not None or self.outlier_threshold is not None \
-            or self.awq_alpha is not None
+            or self.awq_alpha is not None or self.weight_algorithm == "gptq"
 
     def describe(self) -> str:
         """One line: `W8A8 static, SmoothQuant alpha=0.5, outliers>6`."""
@@ -127,6 +144,10 @@ class QuantConfig:
             return f"{self.weight_dtype} weights"
         w = f"W{self.weight_bits}"
         gran = f"g{self.group_size}" if self.weight_granularity == "group" else self.weight_granularity
+        if not self.weight_symmetric:
+            gran += ", asymmetric"
+        if self.weight_algorithm == "gptq":
+            gran += ", GPTQ"
         if self.act_dtype == "none":
             text = f"{w} weight-only ({gran})"
         else:
@@ -178,6 +199,12 @@ PRESETS = {
     "int8-weight-only": QuantConfig(weight_dtype="int8", weight_granularity="channel"),
     "int4-g128": QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=128),
     "int4-g128-awq": QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=128, awq_alpha="auto"),
+    "int4-g128-asym": QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=128,
+                                  weight_symmetric=False),
+    "int4-g128-asym-awq": QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=128,
+                                      weight_symmetric=False, awq_alpha="auto"),
+    "int4-g128-gptq": QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=128,
+                                  weight_symmetric=False, weight_algorithm="gptq"),
     "w8a8-static": QuantConfig(act_dtype="int8", act_granularity="tensor"),
     "w8a8-dynamic": QuantConfig(act_dtype="int8", act_granularity="token"),
     "w8a8-smoothquant": QuantConfig(act_dtype="int8", act_granularity="tensor", smoothquant_alpha=0.5),

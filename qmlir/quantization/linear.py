@@ -33,18 +33,20 @@ class QuantizedLinear(torch.nn.Module):
     mode: "weight_only" | "w8a8_static" | "w8a8_dynamic"
     """
 
-    _FROZEN = ("scales", "outlier_idx")
+    _FROZEN = ("scales", "zero_points", "outlier_idx")
 
     def __init__(self, in_features: int, out_features: int, mode: str, bits: int, group_size: int,
                  weight: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor] = None,
                  act_scale: float = 0.0, act_zero_point: int = 0, smooth_inv: Optional[torch.Tensor] = None,
-                 outlier_idx: Optional[torch.Tensor] = None, outlier_weight: Optional[torch.Tensor] = None):
+                 outlier_idx: Optional[torch.Tensor] = None, outlier_weight: Optional[torch.Tensor] = None,
+                 zero_points: Optional[torch.Tensor] = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.mode, self.bits, self.group_size = mode, bits, group_size
         self.act_scale, self.act_zero_point = float(act_scale), int(act_zero_point)
         self.register_buffer("weight", weight)
         self.register_buffer("scales", scales)
+        self.register_buffer("zero_points", zero_points)
         self.register_buffer("bias", bias)
         self.register_buffer("smooth_inv", smooth_inv)
         self.register_buffer("outlier_idx", outlier_idx)
@@ -72,6 +74,8 @@ class QuantizedLinear(torch.nn.Module):
         text = f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}, " \
                f"int{self.bits}, " + (f"group={self.group_size}" if self.group_size else
                                        ("per-tensor" if self.scales.numel() == 1 else "per-channel"))
+        if self.zero_points is not None:
+            text += ", asymmetric"
         if self.mode == "w8a8_static":
             text += f", act_scale={self.act_scale:.4g}, act_zp={self.act_zero_point}"
         if self.smooth_inv is not None:
@@ -86,7 +90,8 @@ class QuantizedLinear(torch.nn.Module):
         if self.smooth_inv is not None:
             x2 = x2 * self.smooth_inv
         if self.mode == "weight_only":
-            y = torch.ops.qmlir.linear_weight_only(x2, self.weight, self.scales, self.bits, self.group_size)
+            y = torch.ops.qmlir.linear_weight_only(x2, self.weight, self.scales, self.zero_points, self.bits,
+                                                   self.group_size)
         elif self.mode == "w8a8_static":
             y = torch.ops.qmlir.linear_w8a8(x2, self.weight, self.scales, self.act_scale, self.act_zero_point,
                                             self.group_size, self.outlier_idx, self.outlier_weight)

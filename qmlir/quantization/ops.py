@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from qmlir.quantization.weights import expand_scales, integer_weight
+from qmlir.quantization.weights import dequantize_weight, expand_scales
 
 def _pad(x: torch.Tensor, Kp: int) -> torch.Tensor:
     K = x.shape[1]
@@ -77,12 +77,11 @@ def regular_columns(x: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tenso
     return torch.where(keep, x, torch.zeros((), dtype=x.dtype))
 
 @torch.library.custom_op("qmlir::linear_weight_only", mutates_args=())
-def linear_weight_only(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bits: int,
-                       group_size: int) -> torch.Tensor:
-    """y = x @ (q * s): int8 or int4 (packed) weights dequantized to f32 in the kernel."""
-    q = integer_weight(weight, bits)
-    w = q.to(torch.float32) * expand_scales(scales, q.shape[0], group_size)
-    return _pad(x, q.shape[0]) @ w
+def linear_weight_only(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
+                       zero_points: Optional[torch.Tensor], bits: int, group_size: int) -> torch.Tensor:
+    """y = x @ ((q - zp) * s): int8 or int4 (packed) weights dequantized to f32 in the kernel."""
+    w = dequantize_weight(weight, scales, bits, group_size, zero_points)
+    return _pad(x, w.shape[0]) @ w
 
 @torch.library.custom_op("qmlir::linear_w8a8", mutates_args=())
 def linear_w8a8(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, act_scale: float,
@@ -106,7 +105,7 @@ def linear_w8a8_dynamic(x: torch.Tensor, weight: torch.Tensor, scales: torch.Ten
     return y if yo is None else y + yo
 
 @linear_weight_only.register_fake
-def _(x, weight, scales, bits, group_size):
+def _(x, weight, scales, zero_points, bits, group_size):
     return x.new_empty(x.shape[0], weight.shape[1], dtype=torch.float32)
 
 @linear_w8a8.register_fake

@@ -17,6 +17,7 @@ import torch
 from qmlir.errors import QmlirError
 from qmlir.quantization import smoothquant
 from qmlir.quantization.calibration import ActivationObserver, calibrate
+from qmlir.quantization.gptq import gptq_quantize
 from qmlir.quantization.config import PRESETS, QuantConfig, QuantConfigError
 from qmlir.quantization.linear import CastLinear, QuantizedLinear
 from qmlir.quantization.weights import dequantize_weight, quantize_weight
@@ -99,8 +100,8 @@ def activation_params(obs: ActivationObserver, cfg: QuantConfig, outliers: Optio
 
 def _fake_quantized_weight(w: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
     """w [N, K] quantized and dequantized as this config stores it (for AWQ's search)."""
-    qw = quantize_weight(w, cfg.weight_bits, cfg.weight_granularity, cfg.group_size)
-    return dequantize_weight(qw.storage, qw.scales, qw.bits, qw.group_size)[:w.shape[1]].t()
+    qw = quantize_weight(w, cfg.weight_bits, cfg.weight_granularity, cfg.group_size, cfg.weight_symmetric)
+    return dequantize_weight(qw.storage, qw.scales, qw.bits, qw.group_size, qw.zero_points)[:w.shape[1]].t()
 
 
 def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[ActivationObserver],
@@ -115,12 +116,15 @@ def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[Activ
             w_out = w[:, idx].t().contiguous().to(_OUTLIER_DTYPES[cfg.outlier_dtype])
             w = w.clone()
             w[:, idx] = 0.0
-    qw = quantize_weight(w, cfg.weight_bits, cfg.weight_granularity, cfg.group_size)
+    if cfg.weight_algorithm == "gptq":
+        qw = gptq_quantize(w, obs.xtx, cfg.weight_bits, cfg.weight_granularity, cfg.group_size, cfg.weight_symmetric)
+    else:
+        qw = quantize_weight(w, cfg.weight_bits, cfg.weight_granularity, cfg.group_size, cfg.weight_symmetric)
     bias = None if lin.bias is None else lin.bias.detach().to(torch.float32).clone()
     group = qw.group_size
     if cfg.act_dtype == "none":
         return QuantizedLinear(K, N, "weight_only", cfg.weight_bits, group, qw.storage, qw.scales, bias,
-                               smooth_inv=smooth_inv)
+                               smooth_inv=smooth_inv, zero_points=qw.zero_points)
     if cfg.static_activations:
         scale, zp = activation_params(obs, cfg, idx)
         info.update(act_scale=scale, act_zero_point=zp)
@@ -166,7 +170,9 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
         if calib_data is None:
             raise QuantizationError(f"{cfg.describe()} needs calibration data (calib_data=None)")
         calib = list(calib_data)
-        observers = calibrate(qmodel, calib, linears, progress)
+        gptq = cfg.weight_algorithm == "gptq"
+        observers = calibrate(qmodel, calib, linears, progress, hessian=gptq and cfg.smoothquant_alpha is None
+                              and cfg.awq_alpha is None)
         alpha = cfg.smoothquant_alpha if cfg.smoothquant_alpha is not None else cfg.awq_alpha
         if alpha is not None:
             quantizer = None if cfg.awq_alpha is None else (lambda w: _fake_quantized_weight(w, cfg))
@@ -180,9 +186,12 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
                     if inv is not None:
                         smooth_inv[n] = inv
                         qmodel.set_submodule(n, smoothquant.SmoothedLinear(linears[n], inv))
-            observers = calibrate(qmodel, calib, linears, progress)  # the smoothed activations
-    for n in names:
+            observers = calibrate(qmodel, calib, linears, progress, hessian=gptq)  # the smoothed activations
+    from tqdm.auto import tqdm
+    for n in tqdm(names, desc="qmlir quantize", unit="layer", disable=not progress):
         layer = _quantized_layer(linears[n], cfg, observers.get(n), smooth_inv.get(n), report.layers[n])
         qmodel.set_submodule(n, layer)
+        if n in observers:
+            observers[n].xtx = None  # free the Hessian
     qmodel.qmlir_quant = report
     return qmodel

@@ -71,7 +71,7 @@ def _empty_layer(name: str, meta: dict, shapes: dict) -> torch.nn.Module:
     return QuantizedLinear(meta["in_features"], meta["out_features"], meta["mode"], meta["bits"], meta["group_size"],
                            buf("weight"), buf("scales"), buf("bias"),
                            meta["act_scale"], meta["act_zero_point"], buf("smooth_inv"),
-                           buf("outlier_idx"), buf("outlier_weight"))
+                           buf("outlier_idx"), buf("outlier_weight"), buf("zero_points"))
 
 
 def load_quantized(model: torch.nn.Module, path: Union[str, Path]) -> torch.nn.Module:

@@ -6,13 +6,18 @@ it without a per-call transpose. Kp pads K with zero rows to a whole number of g
 granularity) or to an even count (int4, two values per byte).
 
 Scales: `[1]` per tensor, `[N]` per output channel, `[Kp/G, N]` per group of G input channels.
-q = clamp(round_half_even(w / s), qmin, qmax) with s = absmax / qmax (a zero block gets s = 1).
+Symmetric: q = clamp(round_half_even(w / s), qmin, qmax) with s = absmax / qmax (a zero block
+gets s = 1). Asymmetric (weight-only): s = (max - min) / (2^bits - 1) over the block's range
+(which includes 0), zero point zp = round(qmin - min / s), q = clamp(round(w / s) + zp, qmin,
+qmax); int4 then uses the range [0, 15] (unsigned nibbles), since LLVM 22's parser aborts on a
+negative zero point in a sub-channel quant type.
 int4 storage packs rows 2i (low nibble) and 2i+1 (high nibble) of the [Kp, N] int4 matrix into
 one byte: `[Kp/2, N]` int8.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -24,14 +29,18 @@ class QuantizedWeight:
     bits: int
     group_size: int        # 0 unless grouped
     in_features: int       # K (before padding)
+    zero_points: Optional[torch.Tensor] = None  # int32, the shape of scales (asymmetric only)
 
     @property
     def padded_in_features(self) -> int:
         return self.storage.shape[0] * (2 if self.bits == 4 else 1)
 
 
-def qrange(bits: int) -> tuple:
-    return (-128, 127) if bits == 8 else (-8, 7)
+def qrange(bits: int, symmetric: bool = True) -> tuple:
+    """The storage range of weights: int8 [-128, 127]; int4 [-8, 7], or [0, 15] if asymmetric."""
+    if bits == 8:
+        return -128, 127
+    return (-8, 7) if symmetric else (0, 15)
 
 
 def padded_k(k: int, bits: int, group_size: int) -> int:
@@ -39,26 +48,41 @@ def padded_k(k: int, bits: int, group_size: int) -> int:
     return -(-k // step) * step
 
 
-def quantize_weight(weight: torch.Tensor, bits: int, granularity: str, group_size: int = 128) -> QuantizedWeight:
-    """Quantize `weight [N, K]` symmetrically; see the module docstring for the layout."""
+def quantize_weight(weight: torch.Tensor, bits: int, granularity: str, group_size: int = 128,
+                    symmetric: bool = True) -> QuantizedWeight:
+    """Quantize `weight [N, K]`; see the module docstring for the layout and the formulas."""
     w = weight.detach().to(torch.float32).t().contiguous()  # [K, N]
     K, N = w.shape
     group = group_size if granularity == "group" else 0
     Kp = padded_k(K, bits, group)
     if Kp != K:
         w = torch.cat([w, w.new_zeros(Kp - K, N)])
-    qmin, qmax = qrange(bits)
-    if granularity == "tensor":
-        absmax = w.abs().amax().reshape(1)
-    elif granularity == "channel":
-        absmax = w.abs().amax(dim=0)
+    qmin, qmax = qrange(bits, symmetric)
+
+    def reduce(fn):
+        if granularity == "tensor":
+            return fn(w.reshape(-1, 1), 0).reshape(1)
+        if granularity == "channel":
+            return fn(w, 0)
+        return fn(w.reshape(Kp // group, group, N), 1)
+
+    def expand(t):
+        return t.repeat_interleave(group, dim=0) if group else t.reshape(1, -1)
+
+    if symmetric:
+        absmax = reduce(lambda t, d: t.abs().amax(dim=d))
+        scales = torch.where(absmax == 0, torch.ones_like(absmax), absmax / qmax).to(torch.float32)
+        q = torch.clamp(torch.round(w / expand(scales)), qmin, qmax).to(torch.int8)
+        zps = None
     else:
-        absmax = w.reshape(Kp // group, group, N).abs().amax(dim=1)
-    scales = torch.where(absmax == 0, torch.ones_like(absmax), absmax / qmax).to(torch.float32)
-    expanded = scales.repeat_interleave(group, dim=0) if group else scales.reshape(1, -1)
-    q = torch.clamp(torch.round(w / expanded), qmin, qmax).to(torch.int8)
+        lo = reduce(lambda t, d: t.amin(dim=d)).clamp(max=0)
+        hi = reduce(lambda t, d: t.amax(dim=d)).clamp(min=0)
+        span = hi - lo
+        scales = torch.where(span == 0, torch.ones_like(span), span / (qmax - qmin)).to(torch.float32)
+        zps = torch.clamp(torch.round(qmin - lo / scales), qmin, qmax).to(torch.int32)
+        q = torch.clamp(torch.round(w / expand(scales)) + expand(zps), qmin, qmax).to(torch.int8)
     storage = pack_int4(q) if bits == 4 else q
-    return QuantizedWeight(storage, scales, bits, group, K)
+    return QuantizedWeight(storage, scales, bits, group, K, zps)
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
@@ -69,17 +93,18 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
     return torch.where(byte > 127, byte - 256, byte).to(torch.int8)
 
 
-def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
-    """Inverse of `pack_int4`: sign-extended nibbles, [Kp, N] int8."""
+def unpack_int4(packed: torch.Tensor, signed: bool = True) -> torch.Tensor:
+    """Inverse of `pack_int4`: nibbles, sign-extended ([-8, 7]) or not ([0, 15]), [Kp, N] int8."""
     b = packed.to(torch.int16)
-    lo = ((b & 0xF) ^ 8) - 8
-    hi = (((b >> 4) & 0xF) ^ 8) - 8
+    lo, hi = b & 0xF, (b >> 4) & 0xF
+    if signed:
+        lo, hi = (lo ^ 8) - 8, (hi ^ 8) - 8
     return torch.stack([lo, hi], dim=1).reshape(-1, packed.shape[1]).to(torch.int8)
 
 
-def integer_weight(qw_storage: torch.Tensor, bits: int) -> torch.Tensor:
+def integer_weight(qw_storage: torch.Tensor, bits: int, signed: bool = True) -> torch.Tensor:
     """The [Kp, N] int8 integer values behind a storage tensor."""
-    return unpack_int4(qw_storage) if bits == 4 else qw_storage
+    return unpack_int4(qw_storage, signed) if bits == 4 else qw_storage
 
 
 def expand_scales(scales: torch.Tensor, Kp: int, group_size: int) -> torch.Tensor:
@@ -89,7 +114,11 @@ def expand_scales(scales: torch.Tensor, Kp: int, group_size: int) -> torch.Tenso
     return scales.reshape(1, -1)
 
 
-def dequantize_weight(storage: torch.Tensor, scales: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
-    """[Kp, N] f32 = q * s (one f32 rounding, as the compiled dequantization)."""
-    q = integer_weight(storage, bits)
-    return q.to(torch.float32) * expand_scales(scales, q.shape[0], group_size)
+def dequantize_weight(storage: torch.Tensor, scales: torch.Tensor, bits: int, group_size: int,
+                      zero_points: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """[Kp, N] f32 = (q - zp) * s, in f32 in that order, as the compiled dequantization."""
+    q = integer_weight(storage, bits, signed=zero_points is None)
+    f = q.to(torch.float32)
+    if zero_points is not None:
+        f = f - expand_scales(zero_points, q.shape[0], group_size).to(torch.float32)
+    return f * expand_scales(scales, q.shape[0], group_size)

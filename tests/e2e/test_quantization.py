@@ -52,6 +52,8 @@ def test_config_yaml_round_trip(tmp_path):
     ("weight_dtype: int4\nact_dtype: int8\n", "W4A8"),
     ("smoothquant_alpha: 0.5\n", "needs act_dtype=int8"),
     ("awq_alpha: auto\nact_dtype: int8\n", "awq_alpha is for weight-only"),
+    ("weight_symmetric: false\nact_dtype: int8\n", "weight_symmetric=false is for weight-only"),
+    ("weight_algorithm: obq\n", "weight_algorithm='obq'"),
     ("[1, 2]\n", "mapping"),
     ("a: [\n", "invalid YAML"),
 ])
@@ -97,6 +99,31 @@ def test_int4_packing_round_trips_and_halves_storage():
     packed = pack_int4(q)
     assert packed.shape == (5, 6) and packed.dtype == torch.int8
     assert torch.equal(unpack_int4(packed), q)
+    u = torch.randint(0, 16, (10, 6), dtype=torch.int8)  # asymmetric storage: unsigned nibbles
+    assert torch.equal(unpack_int4(pack_int4(u), signed=False), u)
+
+
+def test_asymmetric_weights_use_the_full_range():
+    w = torch.tensor([[-4.0, 0.0, 5.5, 11.0]])  # [N=1, K=4]: range [-4, 11] -> scale 1, zero point 4
+    qw = quantize_weight(w, 4, "channel", symmetric=False)
+    assert qw.scales.tolist() == [1.0] and qw.zero_points.tolist() == [4]
+    assert unpack_int4(qw.storage, signed=False)[:, 0].tolist() == [0, 4, 10, 15]  # 5.5 -> 6 (half to even)
+
+
+def test_gptq_beats_round_to_nearest_on_correlated_inputs():
+    from qmlir.quantization.gptq import gptq_quantize
+    from qmlir.quantization.weights import dequantize_weight
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 64, generator=g) @ torch.randn(64, 64, generator=g)
+    w = torch.randn(32, 64, generator=g)
+    ref = x @ w.t()
+
+    def err(qw):
+        return float((x @ dequantize_weight(qw.storage, qw.scales, 4, 16, qw.zero_points)[:64] - ref).pow(2).mean())
+
+    rtn = err(quantize_weight(w, 4, "group", 16))
+    gptq = err(gptq_quantize(w, x.t() @ x, 4, "group", 16))
+    assert gptq < 0.8 * rtn, (gptq, rtn)
 
 
 def test_group_quantization_pads_k_and_rounds_half_to_even():
@@ -125,6 +152,9 @@ MODES = {
                                               outlier_dtype="bf16"),
     "int4_awq": QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=16, awq_alpha="auto",
                             smoothquant_grid=5),
+    "int4_asym_gptq": QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=16,
+                                  weight_symmetric=False, weight_algorithm="gptq"),
+    "int8_asym_channel": QuantConfig(weight_symmetric=False),
     "bf16": QuantConfig(weight_dtype="bf16"),
 }
 
@@ -160,7 +190,8 @@ def test_integer_part_is_bit_exact(dynamic):
         assert torch.equal(qmlir.compile(layer, (x,))(x), expected)
 
 
-@pytest.mark.parametrize("mode", ["int8_weight_only", "int4_g32_padded", "int4_awq", "w8a8_static_asym_minmax",
+@pytest.mark.parametrize("mode", ["int8_weight_only", "int4_g32_padded", "int4_awq", "int4_asym_gptq",
+                                  "w8a8_static_asym_minmax",
                                   "w8a8_dynamic", "w8a8_smoothquant_auto", "w8a8_outliers", "bf16"])
 def test_llama_eager_equals_compiled(mode):
     """A whole (tiny, random) Llama: both paths agree; quantization error vs float is small."""

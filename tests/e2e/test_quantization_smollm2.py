@@ -29,11 +29,12 @@ def test_int8_weight_only_within_1_percent(setup):
 
 
 def test_int4_g128(setup):
-    """The issue asks for <= 15%; measured +40% with AWQ (+59% without): see the README table
-    and the issue note. This holds the level reached so that it cannot regress."""
-    plain, awq = ppl(setup, "int4-g128"), ppl(setup, "int4-g128-awq")
-    assert awq < plain
-    assert awq <= setup[3] * 1.45
+    """The issue asks for <= 15%; the best reached is asymmetric round-to-nearest, +23% (symmetric
+    +59%; AWQ and GPTQ did not beat it here: see the README table and the issue note). This holds
+    the level reached so that it cannot regress."""
+    sym, asym = ppl(setup, "int4-g128"), ppl(setup, "int4-g128-asym")
+    assert asym < sym
+    assert asym <= setup[3] * 1.25, (setup[3], asym)
 
 
 def test_smoothquant_beats_naive_w8a8(setup):

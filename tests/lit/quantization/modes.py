@@ -35,6 +35,13 @@ print_ir(q(), x, title="int8 weight-only per channel")
 print_ir(q(weight_dtype="int4", weight_granularity="group", group_size=4), x,
          title="int4 weight-only, groups of 4, packed two per byte")
 
+# CHECK-LABEL: // int4 weight-only, asymmetric groups of 4: zero points, unsigned nibbles
+# CHECK: arith.andi
+# CHECK: arith.shrui
+# CHECK: quant.scast %{{.+}} : tensor<8x4xi8> to tensor<8x4x!quant.uniform<i8<0:15>:f32:{0:4, 1:1}, {{[{][{]}}{{[0-9.e+-]+}}:{{[0-9]+}},
+print_ir(q(weight_dtype="int4", weight_granularity="group", group_size=4, weight_symmetric=False), x,
+         title="int4 weight-only, asymmetric groups of 4: zero points, unsigned nibbles")
+
 # CHECK-LABEL: // W8A8 static, asymmetric activations
 # CHECK: quant.scast %{{.+}} : tensor<8x4xi8> to tensor<8x4x!quant.uniform<i8:f32:1, {{.+}}>>
 # CHECK: %[[XQ:.+]] = quant.qcast %{{.+}} : tensor<3x8xf32> to tensor<3x8x!quant.uniform<i8:f32, {{[0-9.e+-]+}}:{{-?[0-9]+}}>>
