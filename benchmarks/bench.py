@@ -77,7 +77,7 @@ def _quantize(model, calib, name):
     return qmlir.quantize(model, calib, QuantConfig(**CONFIGS[name]), progress=False)
 
 
-def run_group(title: str, variants: dict, rounds: int, warmup: int, baselines: dict) -> list:
+def run_group(title: str, variants: dict, rounds: int, warmup: int, baselines: dict, tokens: int = 0) -> list:
     """variants: name -> (fn, first_call_s or None). baselines: ratio name -> variant name,
     applied to rows whose name starts with the key's precision prefix."""
     with torch.no_grad():
@@ -89,13 +89,17 @@ def run_group(title: str, variants: dict, rounds: int, warmup: int, baselines: d
         row = {"group": title, "variant": name, "median_s": medians[name], "first_call_s": first,
                "speedup_vs_eager_f32": medians["eager f32"] / medians[name]}
         extra = []
+        if tokens:
+            row["tokens_per_s"] = tokens / medians[name]
+            extra.append(f"{row['tokens_per_s']:8.1f} tok/s")
         for prefix, (label, base) in baselines.items():
             if name.startswith(prefix) and base in medians and base != name:
                 row[f"speedup_vs_{label}"] = medians[base] / medians[name]
                 extra.append(f"{medians[base] / medians[name]:5.2f}x vs {label}")
         rows.append(row)
-        print(f"  {name:22} {medians[name] * 1e3:8.2f} ms  {row['speedup_vs_eager_f32']:11.2f}x  {'  '.join(extra)}",
-              flush=True)
+        first_s = f"  (first call {first:.1f} s)" if first is not None and tokens else ""
+        print(f"  {name:22} {medians[name] * 1e3:8.2f} ms  {row['speedup_vs_eager_f32']:11.2f}x  {'  '.join(extra)}"
+              f"{first_s}", flush=True)
     return rows
 
 
@@ -151,11 +155,21 @@ def smollm2_groups(tokens: int, rounds: int, warmup: int, inductor: bool) -> lis
             base["qmlir f32"] = ("inductor", "inductor f32")
         title = (f"SmolLM2-135M prefill, {tokens} tokens" if phase == "prefill" else
                  "SmolLM2-135M decode step (1 token, no KV cache; tokens/s = 1 / median)")
-        group = run_group(title, v, rounds, warmup, base)
-        for row in group:
-            row["tokens_per_s"] = (tokens if phase == "prefill" else 1) / row["median_s"]
-        rows += group
+        rows += run_group(title, v, rounds, warmup, base, tokens if phase == "prefill" else 1)
     return rows
+
+
+def markdown(rows: list) -> str:
+    """The results as the README's table: one line per variant, ratios against eager f32."""
+    lines = ["| case | variant | median | vs eager f32 | other |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        other = [f"{v:.2f}x vs {k[len('speedup_vs_'):]}" for k, v in r.items()
+                 if k.startswith("speedup_vs_") and k != "speedup_vs_eager_f32"]
+        if "tokens_per_s" in r:
+            other.append(f"{r['tokens_per_s']:.1f} tok/s")
+        lines.append(f"| {r['group']} | {r['variant']} | {r['median_s'] * 1e3:.2f} ms | "
+                     f"{r['speedup_vs_eager_f32']:.2f}x | {', '.join(other)} |")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -166,10 +180,19 @@ def main() -> int:
     parser.add_argument("--skip-model", action="store_true", help="only the linear layers")
     parser.add_argument("--no-inductor", action="store_true", help="leave out torch.compile(inductor)")
     parser.add_argument("--json", default="benchmarks/results/latest.json")
+    parser.add_argument("--markdown", metavar="JSON", help="print the table of an earlier run's JSON and exit")
+    parser.add_argument("--disk-cache", action="store_true",
+                        help="use qmlir's on-disk compile cache (off by default: first-call times stay cold)")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())["rows"]))
+        return 0
+    if not args.disk_cache:
+        os.environ["QMLIR_CACHE_DIR"] = "off"
     machine = cpu_description()
+    load0 = os.getloadavg()[0]
     print(f"machine: {machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"ratios = eager f32 time / variant time")
+          f"ratios = eager f32 time / variant time; load average {load0:.1f}")
     rows = []
     for m in args.m:
         rows += linear_group(m, args.rounds, args.warmup, not args.no_inductor)
@@ -177,9 +200,13 @@ def main() -> int:
         rows += smollm2_groups(128, args.rounds, args.warmup, not args.no_inductor)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
+    load1 = os.getloadavg()[0]
     out.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                               "machine": machine, "rows": rows}, indent=2))
-    print(f"\nresults: {out}")
+                               "machine": machine, "load_average": [load0, load1], "rows": rows}, indent=2))
+    # Other processes on the CPUs slow torch's spinning OpenMP threads far more than qmlir's
+    # blocking workers: ratios against eager are only meaningful on a quiet machine.
+    print(f"\nload average at start / end: {load0:.1f} / {load1:.1f} (on {os.cpu_count()} cpus)")
+    print(f"results: {out}")
     return 0
 
 
