@@ -254,6 +254,24 @@ def test_nan_and_inf_propagate():
     assert_close(list(out), list(ref))
 
 
+QUANT_CASES = [
+    ("weight_only_int4_group", dict(weight_dtype="int4", weight_granularity="group", group_size=8)),
+    ("w8a8_static", dict(act_dtype="int8", act_symmetric=False, act_calib="minmax")),
+    ("w8a8_dynamic_outliers", dict(act_dtype="int8", act_granularity="token", outlier_threshold=2.0)),
+]
+
+
+@pytest.mark.parametrize("name,cfg", QUANT_CASES, ids=[c[0] for c in QUANT_CASES])
+def test_quantized_linear_op(name, cfg):
+    """torch.ops.qmlir.* (made by qmlir.quantize) against their eager reference; the modes in
+    depth are in test_quantization.py."""
+    torch.manual_seed(seed_of(name))
+    layer = qmlir.quantize(torch.nn.Sequential(torch.nn.Linear(20, 6)), [rnd(5, 20) for _ in range(2)],
+                           qmlir.QuantConfig(skip=[], **cfg), progress=False)[0]
+    out, ref = run(lambda x: layer(x), rnd(5, 20))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+
+
 def test_every_lowering_has_a_numeric_test():
     """Runs last in this file: every registered overload went through a numeric check here
     (or is listed as exercised by the model tests)."""
