@@ -173,12 +173,17 @@ def linear_weight_only(ctx, node, *args, **kwargs):
     return linalg.matmul(_pad_columns(x, Kp), w, outs=[fill([M, N], F32(), 0.0)])
 
 
+def _w8a8_inputs(ctx, node, args, kwargs):
+    """(bound arguments, x, outlier indices or None, outlier weight) of a W8A8 op."""
+    b = _bind(node, args, kwargs)
+    _check_x(node, b["x"])
+    idx, w_out = _outliers(ctx, b)
+    return b, b["x"], idx, w_out
+
+
 @lowering(qops.linear_w8a8.default)
 def linear_w8a8(ctx, node, *args, **kwargs):
-    b = _bind(node, args, kwargs)
-    x = b["x"]
-    _check_x(node, x)
-    idx, w_out = _outliers(ctx, b)
+    b, x, idx, w_out = _w8a8_inputs(ctx, node, args, kwargs)
     w = _dequantized_weight(ctx, node, b, 8)
     Kp, N = _shape(w)
     M = _shape(x)[0]
@@ -192,10 +197,7 @@ def linear_w8a8(ctx, node, *args, **kwargs):
 
 @lowering(qops.linear_w8a8_dynamic.default)
 def linear_w8a8_dynamic(ctx, node, *args, **kwargs):
-    b = _bind(node, args, kwargs)
-    x = b["x"]
-    _check_x(node, x)
-    idx, w_out = _outliers(ctx, b)
+    b, x, idx, w_out = _w8a8_inputs(ctx, node, args, kwargs)
     w_i8 = _weight_storage(node, b["weight"], 8)
     Kp, N = _shape(w_i8)
     group = int(b["group_size"]) or None
