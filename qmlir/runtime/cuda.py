@@ -23,10 +23,11 @@ import torch
 from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
-from qmlir.errors import CompileError, CudaUnavailableError, InputMismatchError
+from qmlir.errors import CompileError, CudaUnavailableError
 from qmlir.frontend.importer import ImportedGraph, TensorSpec
 from qmlir.passes.lower_to_cuda import lower_to_cuda
 from qmlir.runtime.libs import runtime_library
+from qmlir.runtime.engine import check_inputs
 from qmlir.runtime.memref import make_descriptor, point_at
 
 _CACHE: dict = {}
@@ -122,17 +123,7 @@ class CudaFunction:
         self._lookup(name)(packed)
 
     def check(self, args: Sequence[torch.Tensor]) -> None:
-        if len(args) != len(self.inputs):
-            raise InputMismatchError(f"{self.func_name} takes {len(self.inputs)} tensor(s), got {len(args)}")
-        for i, (a, spec) in enumerate(zip(args, self.inputs)):
-            if not isinstance(a, torch.Tensor):
-                raise InputMismatchError(f"input {i}: expected a tensor {spec}, got {type(a).__name__}")
-            if tuple(a.shape) != spec.shape or a.dtype != spec.dtype:
-                got = TensorSpec(tuple(a.shape), a.dtype)
-                raise InputMismatchError(
-                    f"input {i}: compiled for {spec}, got {got}; compile again for this shape/dtype")
-            if a.device != self.device:
-                raise InputMismatchError(f"input {i}: compiled for {self.device}, got a tensor on {a.device}")
+        check_inputs(self.func_name, self.inputs, args, self.device)
 
     def __call__(self, *args: torch.Tensor) -> List[torch.Tensor]:
         self.check(args)

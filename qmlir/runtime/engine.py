@@ -103,17 +103,7 @@ class CompiledFunction:
                 _RETIRED.append((time.monotonic(), engine))
 
     def check(self, args: Sequence[torch.Tensor]) -> None:
-        if len(args) != len(self.inputs):
-            raise InputMismatchError(f"{self.func_name} takes {len(self.inputs)} tensor(s), got {len(args)}")
-        for i, (a, spec) in enumerate(zip(args, self.inputs)):
-            if not isinstance(a, torch.Tensor):
-                raise InputMismatchError(f"input {i}: expected a tensor {spec}, got {type(a).__name__}")
-            if tuple(a.shape) != spec.shape or a.dtype != spec.dtype:
-                got = TensorSpec(tuple(a.shape), a.dtype)
-                raise InputMismatchError(
-                    f"input {i}: compiled for {spec}, got {got}; compile again for this shape/dtype")
-            if a.device.type != "cpu":
-                raise InputMismatchError(f"input {i}: compiled for the CPU, got a tensor on {a.device}")
+        check_inputs(self.func_name, self.inputs, args)
 
     def __call__(self, *args: torch.Tensor) -> List[torch.Tensor]:
         self.check(args)
@@ -124,6 +114,23 @@ class CompiledFunction:
                 point_at(desc, t)
             self._fn(self._packed)
         return outs
+
+
+def check_inputs(func_name: str, specs: Sequence[TensorSpec], args: Sequence[torch.Tensor],
+                 device: torch.device | None = None) -> None:
+    """InputMismatchError unless `args` are tensors of exactly `specs` on `device` (None: the CPU)."""
+    if len(args) != len(specs):
+        raise InputMismatchError(f"{func_name} takes {len(specs)} tensor(s), got {len(args)}")
+    for i, (a, spec) in enumerate(zip(args, specs)):
+        if not isinstance(a, torch.Tensor):
+            raise InputMismatchError(f"input {i}: expected a tensor {spec}, got {type(a).__name__}")
+        if tuple(a.shape) != spec.shape or a.dtype != spec.dtype:
+            got = TensorSpec(tuple(a.shape), a.dtype)
+            raise InputMismatchError(f"input {i}: compiled for {spec}, got {got}; compile again for this shape/dtype")
+        if device is None and a.device.type != "cpu":
+            raise InputMismatchError(f"input {i}: compiled for the CPU, got a tensor on {a.device}")
+        if device is not None and a.device != device:
+            raise InputMismatchError(f"input {i}: compiled for {device}, got a tensor on {a.device}")
 
 
 def compile_graph(graph: ImportedGraph) -> CompiledFunction:
