@@ -22,10 +22,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlir import ir, passmanager
+from mlir import ir
 
 from qmlir.errors import CompileError
 from qmlir.passes import distinct_results, gpu_device_buffers, gpu_kernel_dedup, gpu_loop_mapping, registry
+from qmlir.passes import pipelines
 from qmlir.passes.pipelines import _protect_arguments, has_quant_ops
 
 FORMATS = ("isa", "bin", "fatbin")
@@ -83,10 +84,7 @@ def cuda_toolkit() -> str:
 
 
 def run_pipeline(module: ir.Module, pipeline: str) -> None:
-    try:
-        passmanager.PassManager.parse(pipeline, context=module.context).run(module.operation)
-    except ir.MLIRError as e:
-        raise CompileError(f"cuda pipeline failed: {e}") from None
+    pipelines.run_pipeline(module, pipeline, "cuda pipeline")
 
 
 def kernel_ptx(module: ir.Module) -> str:

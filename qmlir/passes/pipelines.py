@@ -41,11 +41,12 @@ CPU_THREADS = (
 )
 
 
-def run_pipeline(module: ir.Module, pipeline: str) -> None:
+def run_pipeline(module: ir.Module, pipeline: str, what: str = "pass pipeline") -> None:
+    """Run an upstream pipeline; its diagnostics become a CompileError starting with `what`."""
     try:
         passmanager.PassManager.parse(pipeline, context=module.context).run(module.operation)
     except ir.MLIRError as e:
-        raise CompileError(f"pass pipeline failed: {e}") from None
+        raise CompileError(f"{what} failed: {e}") from None
 
 
 def _protect_arguments(module: ir.Module) -> None:
@@ -65,17 +66,22 @@ def _protect_arguments(module: ir.Module) -> None:
         op.operation.attributes["arg_attrs"] = ir.ArrayAttr.get(attrs)
 
 
-def has_quant_ops(module: ir.Module) -> bool:
+def _contains(module: ir.Module, matches) -> bool:
+    """True when some op of `module` satisfies `matches(op)` (the walk stops at the first)."""
     found = []
 
     def visit(op):
-        if op.name.startswith("quant."):
+        if matches(op):
             found.append(op)
             return ir.WalkResult.INTERRUPT
         return ir.WalkResult.ADVANCE
 
     module.operation.walk(visit)
     return bool(found)
+
+
+def has_quant_ops(module: ir.Module) -> bool:
+    return _contains(module, lambda op: op.name.startswith("quant."))
 
 
 def lower_to_llvm_cpu(module: ir.Module) -> None:
@@ -119,16 +125,7 @@ def lower_to_llvm_cpu(module: ir.Module) -> None:
 
 def uses_threads(module: ir.Module) -> bool:
     """True when `module` has scf.forall loops to run on threads."""
-    found = []
-
-    def visit(op):
-        if op.name == "scf.forall":
-            found.append(op)
-            return ir.WalkResult.INTERRUPT
-        return ir.WalkResult.ADVANCE
-
-    module.operation.walk(visit)
-    return bool(found)
+    return _contains(module, lambda op: op.name == "scf.forall")
 
 
 def needs_async_runtime(module: ir.Module) -> bool:
