@@ -15,6 +15,16 @@ def token_windows(tokenizer, text: str, n_tokens: int, window: int) -> List[torc
     return [ids[i:i + window][None] for i in range(0, n_tokens, window)]
 
 
+def spread_windows(tokenizer, text: str, n_windows: int, window: int) -> List[torch.Tensor]:
+    """`n_windows` [1, window] id tensors taken at even strides over the whole of `text` (varied
+    calibration data from a long corpus, rather than its first pages)."""
+    ids = tokenizer(text, return_tensors="pt").input_ids[0]
+    if ids.numel() < n_windows * window:
+        raise ValueError(f"text has {ids.numel()} tokens, fewer than {n_windows} x {window}")
+    stride = (ids.numel() - window) // n_windows
+    return [ids[i * stride:i * stride + window][None] for i in range(n_windows)]
+
+
 def nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple:
     """(sum of next-token negative log-likelihoods, count) of one window."""
     logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)

@@ -95,19 +95,58 @@ def pydoc_text() -> str:
 _CALIBRATION_MODULES = ("argparse", "collections", "json", "logging", "pathlib", "subprocess", "unittest",
                         "threading", "email", "csv", "datetime", "functools", "itertools", "heapq", "textwrap")
 
+# A larger calibration corpus (GPTQ wants tens of thousands of tokens): ~125 pure-Python or
+# always-built standard-library modules, their public callables and the methods of their classes.
+_CORPUS_MODULES = _CALIBRATION_MODULES + (
+    "asyncio", "os", "re", "socket", "ssl", "http.client", "http.server", "urllib.request", "urllib.parse",
+    "xml.etree.ElementTree", "sqlite3", "multiprocessing", "concurrent.futures", "typing", "dataclasses", "enum",
+    "decimal", "fractions", "statistics", "random", "shutil", "tarfile", "zipfile", "configparser", "inspect",
+    "ast", "dis", "pickle", "copy", "string", "difflib", "calendar", "locale", "gettext", "io", "tempfile", "glob",
+    "fnmatch", "hashlib", "hmac", "secrets", "base64", "struct", "codecs", "unicodedata", "contextlib", "abc",
+    "numbers", "operator", "weakref", "types", "traceback", "warnings", "pdb", "doctest", "timeit", "cProfile",
+    "trace", "imaplib", "smtplib", "ftplib", "poplib", "mailbox", "mimetypes", "html.parser", "xml.dom.minidom",
+    "plistlib", "queue", "sched", "selectors", "signal", "mmap", "ctypes", "wave", "colorsys", "optparse",
+    "getopt", "shlex", "cmd", "pprint", "reprlib", "bisect", "array", "graphlib", "zoneinfo", "ipaddress", "uuid",
+    "zlib", "gzip", "bz2", "lzma", "filecmp", "stat", "platform", "sysconfig", "importlib", "pkgutil", "runpy",
+    "venv", "zipapp", "tokenize", "keyword", "symtable", "compileall", "py_compile", "tomllib", "netrc",
+    "webbrowser", "wsgiref.simple_server", "xmlrpc.client", "socketserver")
 
-def stdlib_docs_text() -> str:
-    """Calibration text distinct from the evaluation texts: the docstrings of some CPython
-    standard-library modules and their public callables (ships with every Python)."""
+
+def _docstrings(modules, methods: bool) -> str:
+    import warnings
+    with warnings.catch_warnings():  # deprecated aliases (typing.re) warn when touched
+        warnings.simplefilter("ignore")
+        return "\n\n".join(p for p in _docstring_parts(modules, methods) if p)
+
+
+def _docstring_parts(modules, methods: bool) -> list:
     import importlib
     import inspect
     parts = []
-    for name in _CALIBRATION_MODULES:
-        mod = importlib.import_module(name)
+    for name in modules:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:  # a module this Python was built without (e.g. _ssl, _sqlite3)
+            continue
         parts.append(inspect.getdoc(mod) or "")
         for attr in sorted(dir(mod)):
             obj = getattr(mod, attr, None)
             if not attr.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj)) \
                     and getattr(obj, "__module__", "").startswith(name):
                 parts.append(inspect.getdoc(obj) or "")
-    return "\n\n".join(p for p in parts if p)
+                if methods and inspect.isclass(obj):
+                    parts.extend(inspect.getdoc(m) or "" for a, m in sorted(vars(obj).items())
+                                 if not a.startswith("_") and inspect.isfunction(m))
+    return parts
+
+
+def stdlib_docs_text() -> str:
+    """Calibration text distinct from the evaluation texts: the docstrings of some CPython
+    standard-library modules and their public callables (ships with every Python)."""
+    return _docstrings(_CALIBRATION_MODULES, methods=False)
+
+
+def stdlib_docs_corpus() -> str:
+    """The same kind of text, larger (~240k SmolLM2 tokens): the docstrings of ~125 standard-library
+    modules, their public callables and the methods of their classes."""
+    return _docstrings(_CORPUS_MODULES, methods=True)

@@ -27,9 +27,10 @@ class CalibrationError(QmlirError, ValueError):
 class ActivationObserver:
     """Running statistics of one layer's input activations (the last dim is the channel)."""
 
-    def __init__(self, name: str, seed: int = 0, hessian: bool = False):
+    def __init__(self, name: str, seed: int = 0, hessian: bool = False, sink_weight: float = 1.0):
         self.name = name
-        self.xtx = None if not hessian else 0  # sum of x^T x (GPTQ), when asked for
+        self.xtx = None if not hessian else 0  # sum of x^T x (GPTQ), when asked for, in f64
+        self.sink_weight = sink_weight  # weight of position 0 of each sequence in xtx
         self.calls = 0
         self.min = self.max = None
         self.channel_min = self.channel_max = None
@@ -41,7 +42,11 @@ class ActivationObserver:
         self._n_rows = 0
         self._gen = torch.Generator().manual_seed(seed)
 
-    def observe(self, x: torch.Tensor) -> None:
+    def observe(self, x: torch.Tensor, shared: Optional[dict] = None) -> None:
+        """shared: a dict the layers of one calibration share, so that layers reading the same
+        input tensor (q/k/v, gate/up) compute its x^T x once."""
+        given = x
+        first = x[..., 0, :] if x.dim() >= 3 and self.sink_weight != 1.0 else None
         x = x.detach().reshape(-1, x.shape[-1]).to(torch.float32)
         if x.numel() == 0:
             return
@@ -59,7 +64,16 @@ class ActivationObserver:
             self.channel_max = torch.maximum(self.channel_max, cmax)
         self.channel_abssum += x.abs().sum(dim=0, dtype=torch.float64)
         if self.xtx is not None:
-            self.xtx = self.xtx + x.t() @ x
+            if shared is not None and shared.get("x") is given:
+                inc = shared["xtx"]
+            else:
+                inc = (x.t() @ x).to(torch.float64)
+                if first is not None:
+                    f = first.detach().reshape(-1, x.shape[-1]).to(torch.float32)
+                    inc += (self.sink_weight - 1.0) * (f.t() @ f).to(torch.float64)
+                if shared is not None:
+                    shared.update(x=given, xtx=inc)
+            self.xtx = self.xtx + inc
         self.rows_seen += x.shape[0]
         self.min, self.max = float(self.channel_min.min()), float(self.channel_max.max())
         if self._n_samples < MAX_SAMPLES:
@@ -98,14 +112,17 @@ class ActivationObserver:
 
 
 def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn.Module],
-              progress: bool = True, seed: int = 0, hessian: bool = False) -> Dict[str, ActivationObserver]:
+              progress: bool = True, seed: int = 0, hessian: bool = False,
+              sink_weight: float = 1.0) -> Dict[str, ActivationObserver]:
     """Run `model` on every item of `data` (a tensor, a tuple of positional args, or a dict of
     keyword args) under no_grad, observing the inputs of `layers` (name -> module); hessian:
-    also sum x^T x per layer (for GPTQ)."""
+    also sum x^T x per layer (for GPTQ), with the first position of every sequence (inputs of
+    rank >= 3: [..., T, K]) counted `sink_weight` times."""
     from tqdm.auto import tqdm
 
-    observers = {name: ActivationObserver(name, seed, hessian) for name in layers}
-    handles = [mod.register_forward_pre_hook(lambda m, args, _n=name: observers[_n].observe(args[0]))
+    observers = {name: ActivationObserver(name, seed, hessian, sink_weight) for name in layers}
+    shared: dict = {}
+    handles = [mod.register_forward_pre_hook(lambda m, args, _n=name: observers[_n].observe(args[0], shared))
                for name, mod in layers.items()]
     try:
         total = len(data) if hasattr(data, "__len__") else None
@@ -120,6 +137,7 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
                     model(item)
                 n += 1
     finally:
+        shared.clear()
         for h in handles:
             h.remove()
     if n == 0:

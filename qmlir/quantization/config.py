@@ -34,6 +34,12 @@ class QuantConfig:
     weight_granularity  tensor | channel (per output channel) | group (groups of `group_size`
                         input channels per output channel; the usual choice for int4)
     weight_algorithm    rtn (round to nearest) | gptq (error-compensating, needs calibration data)
+    gptq_damp           GPTQ: fraction of the Hessian's mean diagonal added to its diagonal
+    gptq_act_order      GPTQ: quantize input channels by decreasing activation energy
+    gptq_sink_weight    GPTQ: weight of each sequence's first position in the Hessian. The first
+                        token is the attention sink of a causal LM: every later token attends to
+                        it and its activations carry the model's massive values, so its
+                        reconstruction counts more than one token's share (1 = plain GPTQ)
     weight_symmetric    False: a zero point per scale (weight-only; int4 any granularity,
                         int8 per tensor or channel)
     act_dtype           int8 (W8A8) | none (weight-only)
@@ -55,6 +61,9 @@ class QuantConfig:
     group_size: int = 128
     weight_symmetric: bool = True
     weight_algorithm: str = "rtn"
+    gptq_damp: float = 0.01
+    gptq_act_order: bool = True
+    gptq_sink_weight: float = 64.0
     act_dtype: str = "none"
     act_granularity: str = "tensor"
     act_calib: str = "absmax"
@@ -79,6 +88,14 @@ class QuantConfig:
             raise QuantConfigError(f"act_percentile={self.act_percentile!r}: expected a number in (0, 100]")
         if self.weight_algorithm == "gptq" and not self.is_integer:
             raise QuantConfigError("weight_algorithm=gptq needs integer weights (int8/int4)")
+        for key in ("gptq_damp", "gptq_sink_weight"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0 \
+                    or (key == "gptq_sink_weight" and v < 1) or math.isinf(v):
+                raise QuantConfigError(f"{key}={v!r}: expected a finite number "
+                                       f"{'>= 1' if key == 'gptq_sink_weight' else '>= 0'}")
+        if not isinstance(self.gptq_act_order, bool):
+            raise QuantConfigError(f"gptq_act_order={self.gptq_act_order!r}: expected true or false")
         if not isinstance(self.weight_symmetric, bool):
             raise QuantConfigError(f"weight_symmetric={self.weight_symmetric!r}: expected true or false")
         if not self.weight_symmetric and self.is_integer:

@@ -117,7 +117,8 @@ def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[Activ
             w = w.clone()
             w[:, idx] = 0.0
     if cfg.weight_algorithm == "gptq":
-        qw = gptq_quantize(w, obs.xtx, cfg.weight_bits, cfg.weight_granularity, cfg.group_size, cfg.weight_symmetric)
+        qw = gptq_quantize(w, obs.xtx, cfg.weight_bits, cfg.weight_granularity, cfg.group_size, cfg.weight_symmetric,
+                           damp=cfg.gptq_damp, act_order=cfg.gptq_act_order)
     else:
         qw = quantize_weight(w, cfg.weight_bits, cfg.weight_granularity, cfg.group_size, cfg.weight_symmetric)
     bias = None if lin.bias is None else lin.bias.detach().to(torch.float32).clone()
@@ -172,7 +173,7 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
         calib = list(calib_data)
         gptq = cfg.weight_algorithm == "gptq"
         observers = calibrate(qmodel, calib, linears, progress, hessian=gptq and cfg.smoothquant_alpha is None
-                              and cfg.awq_alpha is None)
+                              and cfg.awq_alpha is None, sink_weight=cfg.gptq_sink_weight)
         alpha = cfg.smoothquant_alpha if cfg.smoothquant_alpha is not None else cfg.awq_alpha
         if alpha is not None:
             quantizer = None if cfg.awq_alpha is None else (lambda w: _fake_quantized_weight(w, cfg))
@@ -186,7 +187,8 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
                     if inv is not None:
                         smooth_inv[n] = inv
                         qmodel.set_submodule(n, smoothquant.SmoothedLinear(linears[n], inv))
-            observers = calibrate(qmodel, calib, linears, progress, hessian=gptq)  # the smoothed activations
+            observers = calibrate(qmodel, calib, linears, progress, hessian=gptq,  # the smoothed activations
+                                  sink_weight=cfg.gptq_sink_weight)
     from tqdm.auto import tqdm
     for n in tqdm(names, desc="qmlir quantize", unit="layer", disable=not progress):
         layer = _quantized_layer(linears[n], cfg, observers.get(n), smooth_inv.get(n), report.layers[n])

@@ -54,6 +54,9 @@ def test_config_yaml_round_trip(tmp_path):
     ("awq_alpha: auto\nact_dtype: int8\n", "awq_alpha is for weight-only"),
     ("weight_symmetric: false\nact_dtype: int8\n", "weight_symmetric=false is for weight-only"),
     ("weight_algorithm: obq\n", "weight_algorithm='obq'"),
+    ("gptq_damp: -0.1\n", "gptq_damp=-0.1"),
+    ("gptq_sink_weight: 0.5\n", "gptq_sink_weight=0.5"),
+    ("gptq_act_order: maybe\n", "gptq_act_order='maybe'"),
     ("[1, 2]\n", "mapping"),
     ("a: [\n", "invalid YAML"),
 ])
@@ -124,6 +127,54 @@ def test_gptq_beats_round_to_nearest_on_correlated_inputs():
     rtn = err(quantize_weight(w, 4, "group", 16))
     gptq = err(gptq_quantize(w, x.t() @ x, 4, "group", 16))
     assert gptq < 0.8 * rtn, (gptq, rtn)
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_gptq_storage_and_error(act_order, symmetric):
+    """Act order (channels visited by decreasing activation energy) keeps the storage layout:
+    groups of consecutive input channels, scales and zero points per group; the layer's output
+    error on the calibration inputs stays below round-to-nearest's."""
+    from qmlir.quantization.gptq import gptq_quantize
+    from qmlir.quantization.weights import dequantize_weight
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(1024, 40, generator=g) @ torch.randn(40, 40, generator=g)) * torch.linspace(0.1, 3, 40)
+    w = torch.randn(8, 40, generator=g)
+    qw = gptq_quantize(w, x.t() @ x, 4, "group", 16, symmetric=symmetric, act_order=act_order)
+    assert qw.storage.shape == (24, 8) and qw.scales.shape == (3, 8) and qw.in_features == 40
+    assert (qw.zero_points is None) == symmetric
+    q = unpack_int4(qw.storage, signed=symmetric)
+    assert int(q.min()) >= (-8 if symmetric else 0) and int(q.max()) <= (7 if symmetric else 15)
+    assert torch.equal(q[40:], (qw.zero_points[2:3].expand(8, 8).to(torch.int8) if not symmetric
+                                else torch.zeros(8, 8, dtype=torch.int8)))  # padded rows dequantize to 0
+
+    def err(qw):
+        wq = dequantize_weight(qw.storage, qw.scales, 4, 16, qw.zero_points)[:40]
+        return float((x @ wq - x @ w.t()).pow(2).mean())
+
+    assert err(qw) < 0.8 * err(quantize_weight(w, 4, "group", 16, symmetric=symmetric))
+
+
+def test_clip_search_weighs_channels_by_importance():
+    """One group holding an outlier: with equal importance the search clips it (less total
+    error), and when that channel dominates the activations it keeps the full range."""
+    from qmlir.quantization.gptq import search_params
+    w = torch.cat([torch.linspace(-1, 1, 31), torch.tensor([4.0])]).reshape(1, 1, 32)
+    s_flat, _ = search_params(w, torch.ones(1, 32), -8, 7, True)
+    imp = torch.ones(1, 32)
+    imp[0, -1] = 1e4
+    s_heavy, _ = search_params(w, imp, -8, 7, True)
+    assert float(s_flat) < 4.0 / 7 and float(s_heavy) == pytest.approx(4.0 / 7)
+
+
+def test_calibration_counts_the_first_position_sink_weight_times():
+    from qmlir.quantization.calibration import calibrate
+    lin = torch.nn.Linear(6, 3)
+    x = torch.randn(2, 5, 6)
+    obs = calibrate(lin, [x], {"l": lin}, progress=False, hessian=True, sink_weight=10.0)["l"]
+    flat, first = x.reshape(-1, 6), x[:, 0]
+    ref = flat.t() @ flat + 9.0 * first.t() @ first
+    torch.testing.assert_close(obs.xtx, ref.double(), rtol=1e-5, atol=1e-5)
 
 
 def test_group_quantization_pads_k_and_rounds_half_to_even():

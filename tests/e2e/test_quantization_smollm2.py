@@ -6,7 +6,7 @@ import torch
 
 import qmlir
 from qmlir import zoo
-from qmlir.evaluation import perplexity, token_windows
+from qmlir.evaluation import perplexity, spread_windows, token_windows
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +38,24 @@ def test_int8_weight_only_within_1_percent(setup):
     assert ppl(setup, "int8-weight-only") <= setup[3] * 1.01
 
 
-def test_int4_g128(setup):
-    """The issue asks for <= 15%; the best reached is asymmetric round-to-nearest, +23% (symmetric
-    +59%; AWQ and GPTQ did not beat it here: see the README table and the issue note). This holds
-    the level reached so that it cannot regress."""
+def test_int4_g128_round_to_nearest(setup):
+    """Plain rounding, asymmetric (+23%) better than symmetric (+59%): held so that it cannot regress."""
     sym, asym = ppl(setup, "int4-g128"), ppl(setup, "int4-g128-asym")
     assert asym < sym
     assert asym <= setup[3] * 1.25, (setup[3], asym)
+
+
+def test_int4_g128_gptq_within_15_percent(setup):
+    """The issue's bound, Δppl <= 15%, with GPTQ (act order, static groups from an
+    importance-weighted clipping search, attention-sink weighting) calibrated on 128 x 512 tokens
+    spread over a larger standard-library docstring corpus: measured +12.4% (23.70 vs 21.09).
+    Calibration is most of this test's time (~4 min on 2 cores)."""
+    model, windows, _, fp32 = setup
+    _, tok = zoo.smollm2()
+    calib = spread_windows(tok, zoo.stdlib_docs_corpus(), 128, 512)
+    q = qmlir.quantize(model, calib, "int4-g128-gptq", progress=False)
+    p = perplexity(lambda ids: q(ids).logits, windows)
+    assert p <= fp32 * 1.15, (fp32, p)
 
 
 def test_smoothquant_beats_naive_w8a8(setup):
