@@ -113,31 +113,27 @@ _CORPUS_MODULES = _CALIBRATION_MODULES + (
 
 
 def _docstrings(modules, methods: bool) -> str:
-    import warnings
-    with warnings.catch_warnings():  # deprecated aliases (typing.re) warn when touched
-        warnings.simplefilter("ignore")
-        return "\n\n".join(p for p in _docstring_parts(modules, methods) if p)
-
-
-def _docstring_parts(modules, methods: bool) -> list:
     import importlib
     import inspect
+    import warnings
     parts = []
-    for name in modules:
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:  # a module this Python was built without (e.g. _ssl, _sqlite3)
-            continue
-        parts.append(inspect.getdoc(mod) or "")
-        for attr in sorted(dir(mod)):
-            obj = getattr(mod, attr, None)
-            if not attr.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj)) \
-                    and getattr(obj, "__module__", "").startswith(name):
-                parts.append(inspect.getdoc(obj) or "")
-                if methods and inspect.isclass(obj):
-                    parts.extend(inspect.getdoc(m) or "" for a, m in sorted(vars(obj).items())
-                                 if not a.startswith("_") and inspect.isfunction(m))
-    return parts
+    with warnings.catch_warnings():  # deprecated aliases (typing.re) warn when touched
+        warnings.simplefilter("ignore")
+        for name in modules:
+            try:
+                mod = importlib.import_module(name)
+            except ImportError:  # a module this Python was built without (e.g. _ssl, _sqlite3)
+                continue
+            parts.append(inspect.getdoc(mod) or "")
+            for attr in sorted(dir(mod)):
+                obj = getattr(mod, attr, None)
+                if not attr.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj)) \
+                        and getattr(obj, "__module__", "").startswith(name):
+                    parts.append(inspect.getdoc(obj) or "")
+                    if methods and inspect.isclass(obj):
+                        parts.extend(inspect.getdoc(m) or "" for a, m in sorted(vars(obj).items())
+                                     if not a.startswith("_") and inspect.isfunction(m))
+    return "\n\n".join(p for p in parts if p)
 
 
 def stdlib_docs_text() -> str:

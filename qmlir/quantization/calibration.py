@@ -46,7 +46,7 @@ class ActivationObserver:
         """shared: a dict the layers of one calibration share, so that layers reading the same
         input tensor (q/k/v, gate/up) compute its x^T x once."""
         given = x
-        first = x[..., 0, :] if x.dim() >= 3 and self.sink_weight != 1.0 else None
+        first = x[..., 0, :] if self.xtx is not None and x.dim() >= 3 and self.sink_weight != 1.0 else None
         x = x.detach().reshape(-1, x.shape[-1]).to(torch.float32)
         if x.numel() == 0:
             return

@@ -6,8 +6,8 @@ As in the reference implementation's best settings: channels are visited in decr
 H's diagonal ("act order"), with the scales and zero points of every group fixed beforehand
 ("static groups", so that act order keeps the storage layout of `weights.quantize_weight`). The
 group parameters come from a small clipping search: each candidate range (the group's range
-times 0.85, 0.9, 0.95 or 1.0; asymmetric: with the zero point's neighbours) is scored by the rounding error weighted by diag(H), the mean
-squared activation of each input channel.
+times 0.85, 0.9, 0.95 or 1.0; asymmetric: with the zero point's neighbours) is scored by the
+rounding error weighted by diag(H), the mean squared activation of each input channel.
 
 Produces the same storage as `weights.quantize_weight` (groups along K, padding, symmetric or
 asymmetric, int4 packed), so everything downstream (eager reference, IR, save/load) is shared;
