@@ -15,7 +15,7 @@ def setup():
     windows = token_windows(tok, zoo.gpl3_text(), 1024, 512)
     calib = token_windows(tok, zoo.stdlib_docs_text(), 8 * 128, 128)
     fp32 = perplexity(lambda ids: model(ids).logits, windows)
-    return model, windows, calib, fp32
+    return model, windows, calib, fp32, tok
 
 
 _QUANTIZED = {}
@@ -24,7 +24,7 @@ _QUANTIZED = {}
 def quantized(setup, preset):
     """Each preset is quantized once per module (calibration is the slow part)."""
     if preset not in _QUANTIZED:
-        model, _, calib, _ = setup
+        model, _, calib = setup[:3]
         _QUANTIZED[preset] = qmlir.quantize(model, calib, preset, progress=False)
     return _QUANTIZED[preset]
 
@@ -50,8 +50,7 @@ def test_int4_g128_gptq_within_15_percent(setup):
     importance-weighted clipping search, attention-sink weighting) calibrated on 128 x 512 tokens
     spread over a larger standard-library docstring corpus: measured +12.4% (23.70 vs 21.09).
     Calibration is most of this test's time (~4 min on 2 cores)."""
-    model, windows, _, fp32 = setup
-    _, tok = zoo.smollm2()
+    model, windows, _, fp32, tok = setup
     calib = spread_windows(tok, zoo.stdlib_docs_corpus(), 128, 512)
     q = qmlir.quantize(model, calib, "int4-g128-gptq", progress=False)
     p = perplexity(lambda ids: q(ids).logits, windows)
