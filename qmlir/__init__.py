@@ -2,6 +2,7 @@
 
     compiled = torch.compile(model, backend="qmlir")
     cm = qmlir.compile(model, (x,)); cm(x); print(cm.mlir)
+    cm = qmlir.compile(model, (x,), target=qmlir.Target.cpu(features=()))   # the portable path
 """
 from qmlir.errors import (
     CompileError,
@@ -14,6 +15,7 @@ from qmlir.errors import (
 from qmlir.frontend.compiled_module import CompiledModule, compile, import_model
 from qmlir.frontend.dynamo_backend import backend, qmlir_backend
 from qmlir.frontend.importer import import_graph
+from qmlir.target import Target
 from qmlir.quantization import (
     CalibrationError,
     QuantConfig,
@@ -33,7 +35,7 @@ def supported_ops() -> list:
 
 __all__ = [
     "CompileError", "CompiledModule", "CudaUnavailableError", "InputMismatchError", "QmlirError", "UnsupportedOp",
-    "UnsupportedOpError", "backend", "compile", "import_graph", "import_model", "qmlir_backend", "supported_ops",
+    "UnsupportedOpError", "Target", "backend", "compile", "import_graph", "import_model", "qmlir_backend", "supported_ops",
     "CalibrationError", "QuantConfig", "QuantConfigError", "QuantizationError", "load_quantized", "quantize",
     "save_quantized",
 ]

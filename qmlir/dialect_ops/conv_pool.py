@@ -8,12 +8,12 @@ import torch
 from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 
-from qmlir.dialect_ops.builders import (loop_index, 
+from qmlir.ir.builders import (loop_index, 
     const, convert, elementwise, empty, full, generic, lowest, reshape, shape_of,
 )
 from qmlir.dialect_ops.registry import lowering
 from qmlir.errors import UnsupportedOp
-from qmlir.frontend.types import compute_dtype, element_type
+from qmlir.ir.types import compute_dtype, element_type
 
 aten = torch.ops.aten
 

@@ -5,9 +5,9 @@ import torch
 from mlir import ir
 from mlir.dialects import arith
 
-from qmlir.dialect_ops.builders import loop_index, const, convert, empty, full, generic
+from qmlir.ir.builders import loop_index, const, convert, empty, full, generic
 from qmlir.dialect_ops.registry import lowering
-from qmlir.frontend.types import element_type
+from qmlir.ir.types import element_type
 
 aten = torch.ops.aten
 

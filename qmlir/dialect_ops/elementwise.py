@@ -11,10 +11,10 @@ from mlir import ir
 from mlir.dialects import arith
 from mlir.dialects import math as m
 
-from qmlir.dialect_ops.builders import const, dtype_of, elementwise, is_float_type
+from qmlir.ir.builders import const, dtype_of, elementwise, is_float_type
 from qmlir.dialect_ops.registry import lowering
 from qmlir.errors import UnsupportedOp
-from qmlir.frontend.types import compute_dtype
+from qmlir.ir.types import compute_dtype
 
 aten = torch.ops.aten
 

@@ -8,10 +8,10 @@ import torch
 from mlir import ir
 from mlir.dialects import arith, tensor
 
-from qmlir.dialect_ops.builders import loop_index, const, empty, generic, shape_of
+from qmlir.ir.builders import loop_index, const, empty, generic, shape_of
 from qmlir.dialect_ops.registry import lowering
 from qmlir.errors import UnsupportedOp
-from qmlir.frontend.types import element_type
+from qmlir.ir.types import element_type
 
 aten = torch.ops.aten
 

@@ -6,10 +6,10 @@ import torch
 from mlir import ir
 from mlir.dialects import arith, linalg
 
-from qmlir.dialect_ops.builders import const, elementwise, full
+from qmlir.ir.builders import const, elementwise, full
 from qmlir.dialect_ops.registry import lowering
 from qmlir.errors import UnsupportedOp
-from qmlir.frontend.types import compute_dtype, element_type
+from qmlir.ir.types import compute_dtype, element_type
 
 aten = torch.ops.aten
 

@@ -6,9 +6,9 @@ from mlir import ir
 from mlir.dialects import arith
 from mlir.dialects import math as m
 
-from qmlir.dialect_ops.builders import const, elementwise, full, reduce, reshape, shape_of
+from qmlir.ir.builders import const, elementwise, full, reduce, reshape, shape_of
 from qmlir.dialect_ops.registry import lowering
-from qmlir.frontend.types import compute_dtype, element_type
+from qmlir.ir.types import compute_dtype, element_type
 
 aten = torch.ops.aten
 

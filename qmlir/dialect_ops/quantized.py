@@ -29,16 +29,16 @@ import torch
 from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 
-from qmlir.dialect_ops.builders import const, convert, generic, loop_index
+from qmlir.ir.builders import const, convert, generic, loop_index
 from qmlir.dialect_ops.registry import lowering
 from qmlir.errors import UnsupportedOp
 
-from qmlir.passes.quant_ir import (
+from qmlir.ir.quant import (
     F32, I8, add_f32, dense, fill, gather_columns, int_matmul, mask_columns, maps, per_axis_type, per_tensor_type,
     quant_op, quantize_rows, sub_channel_type,
 )
-from qmlir.quantization import ops  # noqa: F401  (defines torch.ops.qmlir.*)
-from qmlir.quantization.weights import qrange
+from qmlir.ir import quant_ops  # noqa: F401  (defines torch.ops.qmlir.*)
+from qmlir.ir.quant_storage import qrange
 
 qops = torch.ops.qmlir
 

@@ -9,12 +9,12 @@ from mlir import ir
 from mlir.dialects import arith
 from mlir.dialects import math as m
 
-from qmlir.dialect_ops.builders import (loop_index, dtype_of, 
+from qmlir.ir.builders import (loop_index, dtype_of, 
     const, convert, elementwise, full, generic, highest, is_float_type, lowest, reduce, shape_of,
 )
 from qmlir.dialect_ops.registry import lowering
 from qmlir.errors import UnsupportedOp
-from qmlir.frontend.types import compute_dtype, element_type
+from qmlir.ir.types import compute_dtype, element_type
 
 aten = torch.ops.aten
 

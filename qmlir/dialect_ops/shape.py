@@ -6,9 +6,9 @@ import torch
 from mlir import ir
 from mlir.dialects import linalg, tensor
 
-from qmlir.dialect_ops.builders import dtype_of, elementwise, empty, reshape, shape_of
+from qmlir.ir.builders import dtype_of, elementwise, empty, reshape, shape_of
 from qmlir.dialect_ops.registry import lowering
-from qmlir.frontend.types import element_type
+from qmlir.ir.types import element_type
 
 aten = torch.ops.aten
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Union
 
 import torch
 from torch.utils import _pytree as pytree
 
 from qmlir.errors import InputMismatchError, QmlirError, UnsupportedOpError
 from qmlir.frontend.dynamo_backend import backend as make_backend
-from qmlir.frontend.importer import TensorSpec
+from qmlir.ir.specs import TensorSpec
+from qmlir.target import Target, as_target
 
 
 def _signature(args: tuple, kwargs: dict):
@@ -31,7 +32,7 @@ class CompiledModule:
     at each call, so weights are not copied and in-place weight updates are seen."""
 
     def __init__(self, model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None = None,
-                 passes: str | None = None, target: str = "cpu"):
+                 passes: str | None = None, target: Union[Target, str, None] = None):
         kwargs = dict(example_kwargs or {})
         self.graphs: List = []  # one CompiledGraph per captured graph (one, with fullgraph)
         self._signature = _signature(tuple(example_inputs), kwargs)
@@ -39,9 +40,9 @@ class CompiledModule:
         self._compiled = torch.compile(model, backend=make_backend(strict=True, on_compile=self.graphs.append, passes=passes,
                                                                 target=target),
                                        fullgraph=True, dynamic=False)
-        self._target = target
+        self._target = as_target(target)
         t0 = time.perf_counter()
-        with _target_context(target):
+        with _target_context(self._target):
             _capture_errors(lambda: self._compiled(*example_inputs, **kwargs))
         if not self.graphs:  # never run eagerly in qmlir's name
             raise QmlirError("TorchDynamo ran the model without handing a graph to qmlir")
@@ -69,10 +70,10 @@ class CompiledModule:
             return self._compiled(*args, **kwargs)
 
 
-def _target_context(target: str):
+def _target_context(target: Target):
     """On CUDA, SDPA would decompose to fused kernels (flash/efficient/cuDNN attention) that have
     no lowering; the math backend decomposes it into matmuls and softmax, as on the CPU."""
-    if target != "cuda":
+    if target.kind != "cuda":
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
     return sdpa_kernel([SDPBackend.MATH])
@@ -109,21 +110,27 @@ def import_model(model: torch.nn.Module, example_inputs: tuple = (), example_kwa
 
 
 def compile(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: dict | None = None,
-            passes: str | None = None, target: str = "cpu", emit: str | None = None) -> CompiledModule | str:
+            passes: str | None = None, target: Union[Target, str, None] = None,
+            emit: str | None = None) -> CompiledModule | str:
     """Compile `model` for the shapes and dtypes of `example_inputs` (strict: unsupported ops
     raise `UnsupportedOpError` naming all of them). `passes` is a qmlir-opt pipeline run on the
     imported IR before lowering (e.g. "qmlir-mixed-precision{type=bf16}").
 
-    target="cuda": GPU kernels; inputs and outputs are CUDA tensors (`CudaUnavailableError` when
-    there is no device). emit="ptx" (with target="cuda"): return the kernels' PTX text for sm_90
-    instead of a callable; needs no GPU."""
+    target: a qmlir.Target or its text ("cpu", the default: the running CPU; "cuda": GPU kernels,
+    inputs and outputs are CUDA tensors, `CudaUnavailableError` when there is no device).
+    emit="ptx" (with a cuda target): return the kernels' PTX text (sm_90 unless the target says
+    otherwise) instead of a callable; needs no GPU."""
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     if emit is not None:
-        if emit != "ptx" or target != "cuda":
-            raise QmlirError(f"emit='{emit}' with target='{target}': only emit='ptx' with target='cuda' is supported")
-        return _emit_ptx(model, tuple(example_inputs), example_kwargs, passes)
-    if target == "cuda":
+        t = as_target("cuda{chip=sm_90}" if target == "cuda" else target)
+        if emit != "ptx" or t.kind != "cuda":
+            raise QmlirError(f"emit='{emit}' with target='{t}': only emit='ptx' with a cuda target is supported")
+        if t.format != "isa":
+            raise QmlirError(f"emit='ptx' needs the cuda target's format=isa, got format={t.format}")
+        return _emit_ptx(model, tuple(example_inputs), example_kwargs, passes, t)
+    target = as_target(target)
+    if target.kind == "cuda":
         from qmlir.runtime.cuda import cuda_device
         cuda_device()  # CudaUnavailableError before any capture work
         for i, x in enumerate(pytree.tree_leaves((example_inputs, example_kwargs or {}))):
@@ -133,19 +140,15 @@ def compile(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: 
     return CompiledModule(model, tuple(example_inputs), example_kwargs, passes, target)
 
 
-def _emit_ptx(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None, passes: str | None) -> str:
-    """Capture and import as qmlir.compile does, then run the cuda pipeline to PTX text."""
-    from mlir import ir
-
-    from qmlir.passes.lower_to_cuda import lower_to_cuda
+def _emit_ptx(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None, passes: str | None,
+              target: Target) -> str:
+    """Capture and import as qmlir.compile does, then compile for `target` (cuda, isa) to PTX text."""
     graphs: List = []
     compiled = torch.compile(model, backend=make_backend(strict=True, on_import=graphs.append, passes=passes),
                              fullgraph=True, dynamic=False)
-    with _target_context("cuda"):
+    with _target_context(target):
         _capture_errors(lambda: compiled(*example_inputs, **dict(example_kwargs or {})))
     if not graphs:
         raise QmlirError("TorchDynamo ran the model without handing a graph to qmlir")
     graph = graphs[-1]
-    with graph.context:
-        module = ir.Module.parse(graph.mlir)
-        return lower_to_cuda(module, format="isa").ptx
+    return target.compile(graph.mlir, graph.func_name).extras["ptx"]

@@ -7,27 +7,20 @@ import functools
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
-from mlir import ir
 from torch._decomp import core_aten_decompositions
 from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 
-from qmlir.errors import QmlirError, UnsupportedOpError
+from qmlir.errors import UnsupportedOpError
 from qmlir.frontend.importer import ImportedGraph, import_graph
-from qmlir.quantization.linear import is_frozen
-from qmlir.passes.pipeline_text import apply_pipeline, parse_pipeline
-from qmlir.runtime.engine import CompiledFunction, compile_graph
+from qmlir.ir.constants import is_frozen
+from qmlir.passes.pipeline import Pipeline
+from qmlir.target import Target, as_target, build
 
 _WARNED: set = set()
-TARGETS = ("cpu", "cuda")
-
-
-def _compile_cuda(graph: ImportedGraph):
-    from qmlir.runtime.cuda import compile_graph_cuda  # the CUDA runtime loads only when asked for
-    return compile_graph_cuda(graph)
 
 
 def _constants(gm: torch.fx.GraphModule, fakes: List[torch.Tensor], frozen: Dict[int, torch.Tensor]):
@@ -58,25 +51,25 @@ class CompiledGraph:
     """What the backend made of one captured graph: its IR and its compiled function."""
 
     graph: ImportedGraph
-    function: CompiledFunction
+    function: Callable  # the loaded function (qmlir.runtime: CpuFunction, CudaFunction)
     import_seconds: float
 
 
 def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph], None]] = None,
             on_import: Optional[Callable[[ImportedGraph], None]] = None, passes: Optional[str] = None,
-            target: str = "cpu") -> Callable:
+            target: Union[Target, str, None] = None) -> Callable:
     """A configured backend: `torch.compile(model, backend=qmlir.backend(strict=True))`.
 
     passes: a qmlir-opt pipeline run on each imported graph before lowering, e.g.
         "qmlir-mixed-precision{type=bf16}" (the same registry and parser as qmlir-opt).
     on_compile: called with each compiled graph (its IR and timings).
     on_import: graphs are only imported (handed to it) and then run eagerly: nothing is lowered.
-    target: "cpu" (LLVM, ExecutionEngine) or "cuda" (NVVM/PTX kernels, CUDA tensors in and out).
+    target: a qmlir.Target or its text: "cpu" (the running CPU; the default) or "cuda"
+        (NVVM/PTX kernels, CUDA tensors in and out), e.g. qmlir.Target.cpu(features=()).
     """
-    if target not in TARGETS:
-        raise QmlirError(f"target must be one of {', '.join(TARGETS)}, got '{target}'")
-    if passes:
-        parse_pipeline(passes)  # a malformed pipeline or unknown qmlir option fails here, at once
+    target = as_target(target)
+    # a malformed pipeline or an unknown pass or option fails here, at once
+    pipeline = Pipeline.parse(passes) if passes else None
 
     def fw_compiler(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor], frozen: Dict[int, torch.Tensor]):
         t0 = time.perf_counter()
@@ -93,15 +86,14 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
             _warn_once(f"qmlir: running this graph eagerly: importing it failed "
                        f"({type(e).__name__}: {e}); please report it")
             return make_boxed_func(gm.forward)
-        if passes:
-            with graph.context, ir.Location.unknown():
-                apply_pipeline(graph.module, passes)
+        if pipeline is not None:
+            pipeline.run(graph.module, "passes=")
         if on_import is not None:
             on_import(graph)
             return make_boxed_func(gm.forward)
         t1 = time.perf_counter()
         try:
-            fn = compile_graph(graph) if target == "cpu" else _compile_cuda(graph)
+            fn = build(graph.mlir, target, entry=graph.func_name)
         except Exception as e:  # a lowering failure must not take the user's program down
             if strict:
                 raise

@@ -19,26 +19,16 @@ from mlir.dialects import func
 
 from qmlir import dialect_ops  # noqa: F401  (registers every lowering)
 from qmlir.dialect_ops import registry
-from qmlir.dialect_ops.constants import dense_constant
+from qmlir.ir.constants import dense_constant
 from qmlir.errors import UnsupportedOp, UnsupportedOpError
-from qmlir.frontend.types import SUPPORTED_DTYPES, tensor_type
+from qmlir.ir.specs import TensorSpec
+from qmlir.ir.types import SUPPORTED_DTYPES, tensor_type
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 _TORCH_DIR = os.path.dirname(torch.__file__)
 
 # Ops that exist only to check or describe; they produce no value.
 _NO_VALUE = {torch.ops.aten._assert_tensor_metadata.default}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Shape and dtype of one function argument or result."""
-
-    shape: tuple
-    dtype: torch.dtype
-
-    def __str__(self) -> str:
-        return f"{str(self.dtype).replace('torch.', '')}{list(self.shape)}"
 
 
 @dataclass

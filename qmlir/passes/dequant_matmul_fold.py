@@ -27,10 +27,10 @@ import numpy as np
 from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 
-from qmlir.dialect_ops.builders import generic
+from qmlir.ir.builders import generic
 from qmlir.passes import registry
-from qmlir.passes.quant_ir import constant_array, is_zero_fill
-from qmlir.passes.transpose_matmul_fold import is_default_layout
+from qmlir.ir.quant import constant_array, is_zero_fill
+from qmlir.ir.matmul_layout import is_default_layout
 
 
 def _all_zero(v: ir.Value) -> bool:

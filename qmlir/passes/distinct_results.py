@@ -11,6 +11,8 @@ from __future__ import annotations
 from mlir import ir
 from mlir.dialects import linalg, tensor
 
+from qmlir.passes import registry
+
 
 def run(module: ir.Module) -> int:
     copies = 0
@@ -33,3 +35,10 @@ def run(module: ir.Module) -> int:
                     copies += 1
                 seen.append(v)
     return copies
+
+
+registry.register_pass(
+    "qmlir-distinct-results",
+    "return each function result through its own tensor (a repeated result or an argument gets a linalg.copy)",
+    run,
+)

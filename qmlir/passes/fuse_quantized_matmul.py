@@ -24,7 +24,7 @@ from mlir import ir
 from mlir.dialects import quant
 
 from qmlir.passes import registry
-from qmlir.passes.quant_ir import (
+from qmlir.ir.quant import (
     F32, I8, QuantPassError, column_sums, constant_array, int_matmul, is_zero_fill, quant_op,
 )
 
@@ -116,5 +116,7 @@ def _fuse(op) -> int:
 registry.register_pass(
     "qmlir-fuse-quantized-matmul",
     "matmul of quant.dcast operands -> i8 x i8 -> i32 matmul, zero-point correction, one rescale",
-    lambda module: run(module),
+    run,
+    {"strict": registry.Option(bool, True, "a matmul of dequantized operands that cannot be fused is an error "
+                                           "(false: it stays in float and qmlir-lower-quant lowers its casts)")},
 )

@@ -40,6 +40,7 @@ ALIGN = 256  # bytes: cudaMalloc's alignment, enough for any vector access
 CONSTANT_BYTES_ATTR = "qmlir.constant_bytes"
 WORKSPACE_BYTES_ATTR = "qmlir.workspace_bytes"
 UPLOAD_SUFFIX = "_upload_constants"
+DEVICE_BUFFERS_ATTR = "qmlir.device_buffers"
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,35 @@ def run(module: ir.Module) -> list[DeviceBuffers]:
     """Rewrite every host function with a body; returns what each one's caller must allocate."""
     fns = [op.operation for op in module.body.operations
            if op.operation.name == "func.func" and op.operation.regions[0].blocks]
-    return [_rewrite_function(fn, module) for fn in fns]
+    buffers = [_rewrite_function(fn, module) for fn in fns]
+    record(module, buffers)
+    return buffers
+
+
+def record(module, buffers: list) -> None:
+    """Write what each host function's caller allocates on the module, where it survives the
+    lowering to LLVM: `qmlir.device_buffers = {f = [constant bytes, workspace bytes]}` (the
+    upload function of f is f + UPLOAD_SUFFIX)."""
+    i64 = ir.IntegerType.get_signless(64)
+    module.operation.attributes[DEVICE_BUFFERS_ATTR] = ir.DictAttr.get({
+        b.function: ir.ArrayAttr.get([ir.IntegerAttr.get(i64, b.constant_bytes),
+                                      ir.IntegerAttr.get(i64, b.workspace_bytes)]) for b in buffers})
+
+
+def recorded(module_op: ir.Operation) -> list:
+    """The DeviceBuffers written on a (lowered) module by this pass."""
+    if DEVICE_BUFFERS_ATTR not in module_op.attributes:
+        return []
+    out = []
+    for entry in ir.DictAttr(module_op.attributes[DEVICE_BUFFERS_ATTR]):
+        c, w = (int(ir.IntegerAttr(v).value) for v in ir.ArrayAttr(entry.attr))
+        out.append(DeviceBuffers(entry.name, c, w, entry.name + UPLOAD_SUFFIX))
+    return out
 
 
 registry.register_pass(
     "qmlir-gpu-device-buffers",
     "host allocations/constants -> views of caller-allocated device buffers; memref.copy -> linalg.copy",
     run,
+    anchor="builtin.module",
 )

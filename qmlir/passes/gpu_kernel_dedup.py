@@ -59,4 +59,5 @@ registry.register_pass(
     "qmlir-gpu-dedupe-kernels",
     "launches of identical gpu.modules share one copy (one per distinct kernel, not per layer)",
     run,
+    anchor="builtin.module",
 )

@@ -30,6 +30,7 @@ from mlir.dialects.transform import interpreter
 
 from qmlir.errors import CompileError
 from qmlir.passes import registry
+from qmlir.passes.pipeline import Pipeline
 
 _INTERCHANGE_ATTR = "qmlir.gpu_interchange"
 # Everything in the host function that runs on the device once the linalg ops became loops.
@@ -303,9 +304,8 @@ def map_loops(module: ir.Module, block_size: int = 256) -> int:
 
 def run(module: ir.Module, block_size: int = 256) -> int:
     """Linalg on buffers in host functions -> gpu.launch per op. Returns the number of launches."""
-    from qmlir.passes.lower_to_cuda import run_pipeline  # the one pipeline runner of the GPU path
     parallel_dims_first(module)
-    run_pipeline(module, "builtin.module(func.func(convert-linalg-to-parallel-loops))")
+    Pipeline.parse("func.func(convert-linalg-to-parallel-loops)").run(module, "gpu loop mapping")
     launches = map_loops(module, block_size)
     promote_accumulators(module)
     return launches
@@ -316,4 +316,5 @@ registry.register_pass(
     "linalg on buffers -> one gpu.launch per op, one thread per parallel iteration (reductions sequential per thread)",
     run,
     {"block-size": registry.Option(int, 256, "threads per block (a multiple of 32)")},
+    anchor="builtin.module",
 )

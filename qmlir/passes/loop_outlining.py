@@ -11,6 +11,8 @@ from __future__ import annotations
 from mlir import ir
 from mlir.dialects import func
 
+from qmlir.passes import registry
+
 
 def _outline(loop: ir.Operation, name: str, module: ir.Module) -> None:
     """Move `loop` into a new function `name`; values it captures become arguments, except
@@ -105,3 +107,11 @@ def _deduplicate(module: ir.Module, outlined: set) -> None:
         return ir.WalkResult.ADVANCE
 
     module.operation.walk(retarget)
+
+
+registry.register_pass(
+    "qmlir-outline-loops",
+    "outline each top-level scf.for/scf.forall nest of a bufferized function into a noinline function; dedupe identical ones",
+    run,
+    anchor="builtin.module",
+)

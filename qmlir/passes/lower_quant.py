@@ -36,6 +36,7 @@ from mlir.dialects import arith, linalg, tensor
 from mlir.dialects import math as m
 from mlir.dialects import quant
 
+from qmlir.ir.walk import functions
 from qmlir.passes import registry
 from qmlir.errors import QmlirError
 
@@ -157,8 +158,11 @@ def _scast(v: ir.Value, to: ir.Type) -> ir.Value:
 
 
 def run(module: ir.Module) -> int:
-    """Lower every qcast/dcast in `module`; returns how many were lowered."""
+    """Lower every qcast/dcast in `module`; returns how many were lowered. A module without
+    quant ops or types is left as it is."""
     targets = registry.find_ops(module, "quant.qcast", "quant.dcast")
+    if not targets and not any("!quant." in str(fn.attributes["function_type"]) for fn in functions(module)):
+        return 0
     for op in targets:
         src, res = op.operands[0], op.results[0]
         if not isinstance(src.type, ir.RankedTensorType):
@@ -197,5 +201,5 @@ def run(module: ir.Module) -> int:
 registry.register_pass(
     "qmlir-lower-quant",
     "quant.qcast/dcast to arith+linalg with round-to-nearest-even and saturation (per-tensor, per-axis, sub-channel)",
-    lambda module: run(module),
+    run,
 )

@@ -21,9 +21,9 @@ from __future__ import annotations
 from mlir import ir
 from mlir.dialects import linalg, tensor
 
-from qmlir.dialect_ops.builders import convert, generic
+from qmlir.ir.builders import convert, generic
 from qmlir.passes import registry
-from qmlir.passes.quant_ir import F32, QuantPassError
+from qmlir.ir.quant import F32, QuantPassError
 
 _KINDS = {
     "matmul": ("linalg.matmul",),

@@ -1,154 +1,99 @@
-"""Named lowering pipelines. `cpu`: tile+vectorize matmuls, bufferize with results as
-caller-provided out-parameters, outline kernels, lower to the LLVM dialect."""
+"""The stages of qmlir's pipelines, as data: each function returns pipeline element texts that
+`Pipeline.parse` reads. A Target (qmlir/target) fills in their options and runs them.
+
+    quant_semantics()  target-independent, first in every pipeline of every door: matmuls of
+                       dequantized i8 operands become i8 x i8 -> i32 matmuls, then quant casts
+                       lower with round-half-even and saturation (qmlir-lower-quant)
+    cpu_stages()       kernel selection -> bufferize (results as out-parameters) -> buffer
+                       kernels -> loops -> outlining -> async runtime threads -> LLVM dialect
+    cuda_stages()      bufferize -> device buffers -> one gpu.launch per linalg op -> kernel
+                       outlining and dedupe -> NVVM -> PTX/cubin
+"""
 from __future__ import annotations
 
-from mlir import ir, passmanager
+from typing import List, Sequence
 
-from qmlir.errors import CompileError
-from qmlir.passes import (bf16_dot_matmul, cpu_features, dequant_matmul_fold, distinct_results, int8_dot_matmul,
-                          loop_outlining, matmul_tiling, registry, transpose_matmul_fold)
+from qmlir.passes import registry
 
-CPU_PREPARE = "builtin.module(func.func(canonicalize,cse,canonicalize))"
+PREPARE = "func.func(canonicalize,cse,canonicalize)"
 
-CPU_LOWER = (
-    "builtin.module("
+BUFFERIZE = (
     "one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map},"
-    "buffer-results-to-out-params{hoist-static-allocs=1 modify-public-functions=1},"
-    "func.func(buffer-hoisting,promote-buffers-to-stack{max-alloc-size-in-bytes=4096}),"
-    "buffer-deallocation-pipeline,convert-bufferization-to-memref)"
-)
-
-CPU_LOOPS = "builtin.module(func.func(convert-linalg-to-loops),convert-vector-to-scf)"
-
-CPU_TO_LLVM = (
-    "builtin.module("
-    "expand-strided-metadata,lower-affine,"
-    "convert-math-to-funcs,convert-scf-to-cf,"
-    "arith-expand{include-bf16=1},"
-    "convert-vector-to-llvm{enable-x86vector=1},finalize-memref-to-llvm,"
-    "convert-math-to-llvm,convert-math-to-libm,"
-    "convert-arith-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,convert-index-to-llvm,"
-    "convert-ub-to-llvm,reconcile-unrealized-casts)"
-)
-
-# scf.forall loops (the threaded matmul tiles) -> tasks of MLIR's async runtime
-# (libmlir_async_runtime, shipped with the MLIR tools): its workers block when idle instead of
-# spinning, so they do not steal the cores torch's own threads run on.
-CPU_THREADS = (
-    "builtin.module(func.func(scf-forall-to-parallel),"
-    "async-parallel-for{{num-workers={threads} async-dispatch=0 min-task-size=1}},"
-    "async-to-async-runtime,async-runtime-ref-counting,async-runtime-ref-counting-opt,convert-async-to-llvm)"
+    "buffer-results-to-out-params{hoist-static-allocs=1 modify-public-functions=1}"
 )
 
 
-def run_pipeline(module: ir.Module, pipeline: str, what: str = "pass pipeline") -> None:
-    """Run an upstream pipeline; its diagnostics become a CompileError starting with `what`."""
-    try:
-        passmanager.PassManager.parse(pipeline, context=module.context).run(module.operation)
-    except ir.MLIRError as e:
-        raise CompileError(f"{what} failed: {e}") from None
+def quant_semantics() -> List[str]:
+    """One quantization semantics: fuse first (integer multiply-accumulate), then lower what is
+    left of the quant casts. Both are no-ops on a module without quant ops."""
+    return ["qmlir-fuse-quantized-matmul{strict=false}", "qmlir-lower-quant"]
 
 
-def _protect_arguments(module: ir.Module) -> None:
-    """Caller tensors are read-only: IR that writes into an argument (destination-passing into
-    %arg) must bufferize to a copy, not mutate the caller's torch tensor."""
-    for op in module.body.operations:
-        if op.operation.name != "func.func" or not op.regions[0].blocks:
-            continue
-        n = len(op.regions[0].blocks[0].arguments)
-        old = list(ir.ArrayAttr(op.operation.attributes["arg_attrs"])) \
-            if "arg_attrs" in op.operation.attributes else [ir.DictAttr.get({})] * n
-        attrs = []
-        for d in old:
-            entries = {a.name: a.attr for a in ir.DictAttr(d)}
-            entries["bufferization.writable"] = ir.BoolAttr.get(False)
-            attrs.append(ir.DictAttr.get(entries))
-        op.operation.attributes["arg_attrs"] = ir.ArrayAttr.get(attrs)
+def cpu_stages(features: Sequence[str], threads: int) -> List[str]:
+    """linalg on tensors -> LLVM dialect for a CPU with `features` (kernel ISA) and `threads` workers."""
+    return quant_semantics() + [
+        "qmlir-protect-arguments",
+        PREPARE,
+        "qmlir-fold-dequant-into-matmul",
+        "qmlir-fold-transpose-into-matmul",
+        PREPARE,  # drops the transposes' now-unused destinations
+        f"qmlir-select-kernels{{features={','.join(sorted(features))} threads={threads}}}",
+        "qmlir-expand-kernels{stage=tensors}",
+        # No linalg-fuse-elementwise-ops: before tiling its reshape folding turns named matmuls
+        # into generics that are no longer tiled; after tiling it recomputes producers
+        # (softmax's exp) and made SmolLM2 at 256 tokens 1.5x slower. Fusion needs a cost model.
+        "qmlir-distinct-results",
+        BUFFERIZE,
+        "func.func(buffer-hoisting,promote-buffers-to-stack{max-alloc-size-in-bytes=4096})",
+        "buffer-deallocation-pipeline,convert-bufferization-to-memref",
+        "qmlir-expand-kernels{stage=buffers}",
+        "func.func(convert-linalg-to-loops),convert-vector-to-scf",
+        "qmlir-outline-loops",
+        # scf.forall loops (the threaded tiles) -> tasks of MLIR's async runtime (shipped with the
+        # MLIR tools): its workers block when idle instead of spinning, so they do not steal the
+        # cores torch's own threads run on. No-ops when nothing is threaded.
+        "func.func(scf-forall-to-parallel)",
+        f"async-parallel-for{{num-workers={threads} async-dispatch=0 min-task-size=1}}",
+        "async-to-async-runtime,async-runtime-ref-counting,async-runtime-ref-counting-opt,convert-async-to-llvm",
+        "expand-strided-metadata,lower-affine,convert-math-to-funcs,convert-scf-to-cf,arith-expand{include-bf16=1}",
+        "convert-vector-to-llvm{enable-x86vector=1},finalize-memref-to-llvm",
+        "convert-math-to-llvm,convert-math-to-libm",
+        "convert-arith-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,convert-index-to-llvm",
+        "convert-ub-to-llvm,reconcile-unrealized-casts",
+    ]
 
 
-def _contains(module: ir.Module, matches) -> bool:
-    """True when some op of `module` satisfies `matches(op)` (the walk stops at the first)."""
-    found = []
-
-    def visit(op):
-        if matches(op):
-            found.append(op)
-            return ir.WalkResult.INTERRUPT
-        return ir.WalkResult.ADVANCE
-
-    module.operation.walk(visit)
-    return bool(found)
+CUDA_FORMATS = ("isa", "bin", "fatbin")
 
 
-def has_quant_ops(module: ir.Module) -> bool:
-    return _contains(module, lambda op: op.name.startswith("quant."))
+def cuda_stages(chip: str, features: str, opt_level: int, format: str, block_size: int, toolkit: str) -> List[str]:
+    """linalg on tensors -> host code in the LLVM dialect launching an embedded GPU binary."""
+    tk = f" toolkit={toolkit}" if toolkit else ""
+    return quant_semantics() + [
+        "qmlir-protect-arguments",
+        PREPARE,
+        "qmlir-distinct-results",
+        BUFFERIZE + ",canonicalize",
+        "qmlir-gpu-device-buffers",
+        f"qmlir-gpu-map-loops{{block-size={block_size}}}",
+        "func.func(scf-parallel-for-to-nested-fors),"
+        "convert-math-to-funcs,"  # integer powers -> helper functions, cloned into the kernels
+        "gpu-kernel-outlining",
+        "qmlir-gpu-dedupe-kernels",
+        "func.func(gpu-async-region)",
+        "convert-vector-to-scf,convert-scf-to-cf,convert-nvvm-to-llvm,convert-func-to-llvm,expand-strided-metadata",
+        f"nvvm-attach-target{{chip={chip} features={features} O={opt_level}}}",
+        "lower-affine,convert-arith-to-llvm,convert-index-to-llvm,canonicalize,cse",
+        "gpu.module(convert-gpu-to-nvvm,canonicalize,cse,reconcile-unrealized-casts)",
+        "gpu-to-llvm",
+        f"gpu-module-to-binary{{format={format}{tk}}}",
+        "convert-math-to-llvm,canonicalize,cse,reconcile-unrealized-casts",
+    ]
 
 
-def lower_to_llvm_cpu(module: ir.Module) -> None:
-    """In place: linalg-on-tensors `module` -> LLVM dialect, with out-parameter results.
-    quant-dialect casts are lowered first (qmlir-lower-quant): bufferizing them would abort."""
-    if has_quant_ops(module):  # matmuls of dequantized i8 operands become i8 x i8 -> i32 first
-        from qmlir.passes import fuse_quantized_matmul, lower_quant
-        fuse_quantized_matmul.run(module, strict=False)
-        lower_quant.run(module)
-    _protect_arguments(module)
-    run_pipeline(module, CPU_PREPARE)
-    dequant_matmul_fold.run(module)
-    transpose_matmul_fold.run(module)
-    run_pipeline(module, CPU_PREPARE)  # drops the transposes' now-unused destinations
-    if cpu_features.has("avx512_bf16"):  # else bf16 matmuls take the portable vector schedule
-        bf16_dot_matmul.run(module)
-    vnni = cpu_features.has("avx512_vnni")  # else i8 matmuls take the portable vector schedule
-    if vnni:
-        int8_dot_matmul.mark(module)
-    try:
-        matmul_tiling.run(module)
-    except ir.MLIRError as e:
-        raise CompileError(f"matmul tiling failed: {e}") from None
-    # No linalg-fuse-elementwise-ops: before tiling its reshape folding turns named matmuls into
-    # generics that are no longer tiled; after tiling it halves compile time (fewer tensors to
-    # bufferize) but recomputes producers (softmax's exp) and made SmolLM2 at 256 tokens 1.5x
-    # slower. Fusion belongs to the speed work, with a cost model.
-    distinct_results.run(module)
-    run_pipeline(module, CPU_LOWER)
-    if vnni:
-        int8_dot_matmul.run(module)
-    run_pipeline(module, CPU_LOOPS)
-    try:
-        loop_outlining.run(module)
-    except ir.MLIRError as e:
-        raise CompileError(f"loop outlining failed: {e}") from None
-    if uses_threads(module):
-        run_pipeline(module, CPU_THREADS.format(threads=matmul_tiling.default_threads()))
-    run_pipeline(module, CPU_TO_LLVM)
-
-
-def uses_threads(module: ir.Module) -> bool:
-    """True when `module` has scf.forall loops to run on threads."""
-    return _contains(module, lambda op: op.name == "scf.forall")
-
-
-def needs_async_runtime(module: ir.Module) -> bool:
-    """True when a lowered module calls MLIR's async runtime (its library must be loaded)."""
-    for op in module.body.operations:
-        if op.operation.name == "llvm.func" and \
-                ir.StringAttr(op.operation.attributes["sym_name"]).value.startswith("mlirAsyncRuntime"):
-            return True
-    return False
-
-
-def cpu_pipeline_key() -> str:
-    """What besides the IR decides the code `lower_to_llvm_cpu` makes here (for compile caches)."""
-    return (f"cpu threads={matmul_tiling.default_threads()} "
-            f"bf16dot={int(cpu_features.has('avx512_bf16'))} vnni={int(cpu_features.has('avx512_vnni'))}")
-
-
-def _lower_to_cpu(module: ir.Module) -> None:
-    lower_to_llvm_cpu(module)
-
-
-registry.register_pass(
-    "qmlir-lower-to-cpu",
-    "named pipeline: tile+vectorize matmuls, bufferize (results as out-params), outline kernels, lower to LLVM",
-    _lower_to_cpu,
+registry.register_pipeline(
+    "qmlir-quant-semantics",
+    "named pipeline, first in every target's: fuse quantized matmuls (integer MAC), then lower quant casts "
+    "(round half to even, saturate)",
+    quant_semantics,
 )

@@ -31,7 +31,7 @@ import numpy as np
 from mlir import ir
 
 from qmlir.passes import registry
-from qmlir.passes.quant_ir import (
+from qmlir.ir.quant import (
     F32, I8, QuantPassError, constant_array, dense, int_matmul, is_zero_fill, per_axis_type, per_tensor_type,
     quant_op, quantize_rows, quantize_weight, sub_channel_type,
 )

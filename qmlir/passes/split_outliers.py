@@ -36,11 +36,11 @@ from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 from mlir.dialects import math as m
 
-from qmlir.dialect_ops.builders import const, convert, generic, loop_index
-from qmlir.dialect_ops.constants import dense_constant
-from qmlir.frontend.types import torch_dtype
+from qmlir.ir.builders import const, convert, generic, loop_index
+from qmlir.ir.constants import dense_constant
+from qmlir.ir.types import torch_dtype
 from qmlir.passes import registry
-from qmlir.passes.quant_ir import (
+from qmlir.ir.quant import (
     F32, I8, QuantPassError, constant_array, dense, fill as _fill, int_matmul, is_zero_fill, per_axis_type,
     per_tensor_type, quant_op, quantize_rows, quantize_weight, maps, mask_columns, gather_columns, add_f32,
 )

@@ -27,42 +27,12 @@ import numpy as np
 from mlir import ir
 from mlir.dialects import linalg
 
+from qmlir.ir.matmul_layout import SWAP_LAST, is_default_layout, nt_maps
 from qmlir.passes import registry
-from qmlir.passes.quant_ir import dense
+from qmlir.ir.quant import dense
 
-_NT_MAPS = {
-    "linalg.matmul": ("(d0, d1, d2) -> (d0, d2)", "(d0, d1, d2) -> (d1, d2)", "(d0, d1, d2) -> (d0, d1)"),
-    "linalg.batch_matmul": ("(d0, d1, d2, d3) -> (d0, d1, d3)", "(d0, d1, d2, d3) -> (d0, d2, d3)",
-                            "(d0, d1, d2, d3) -> (d0, d1, d2)"),
-}
-_SWAP_LAST = {"linalg.matmul": [1, 0], "linalg.batch_matmul": [0, 2, 1]}
 # Constants up to this many elements are transposed at compile time (a 4096x4096 i8 weight is 16M).
 _MAX_CONST_ELEMENTS = 1 << 26
-
-
-def is_default_layout(op: ir.Operation) -> bool:
-    """True when `op` has no indexing_maps attribute or the default ones."""
-    if "indexing_maps" not in op.attributes:
-        return True
-    maps = [ir.AffineMapAttr(a).value for a in ir.ArrayAttr(op.attributes["indexing_maps"])]
-    rank = 3 if op.name == "linalg.matmul" else 4
-    d = [ir.AffineDimExpr.get(i) for i in range(rank)]
-    b = d[:-3]
-    default = [ir.AffineMap.get(rank, 0, b + [d[-3], d[-1]]), ir.AffineMap.get(rank, 0, b + [d[-1], d[-2]]),
-               ir.AffineMap.get(rank, 0, b + [d[-3], d[-2]])]
-    return maps == default
-
-
-def is_nt_layout(op: ir.Operation) -> bool:
-    """True when `op` is a matmul / batch_matmul in the NT form this pass produces."""
-    if op.name not in _NT_MAPS or "indexing_maps" not in op.attributes:
-        return False
-    maps = [ir.AffineMapAttr(a).value for a in ir.ArrayAttr(op.attributes["indexing_maps"])]
-    return maps == [_parse_map(m) for m in _NT_MAPS[op.name]]
-
-
-def _parse_map(text: str) -> ir.AffineMap:
-    return ir.AffineMapAttr(ir.Attribute.parse(f"affine_map<{text}>")).value
 
 
 def _nt_operand(op: ir.Operation) -> ir.Value | None:
@@ -72,7 +42,7 @@ def _nt_operand(op: ir.Operation) -> ir.Value | None:
         return None
     producer = b.owner
     if producer.name == "linalg.transpose":
-        if list(ir.DenseI64ArrayAttr(producer.attributes["permutation"])) == _SWAP_LAST[op.name]:
+        if list(ir.DenseI64ArrayAttr(producer.attributes["permutation"])) == SWAP_LAST[op.name]:
             return producer.operands[0]
         return None
     if producer.name == "arith.constant" and op.name == "linalg.matmul":
@@ -99,7 +69,7 @@ def run(module: ir.Module) -> int:
         if b_nt is None:
             continue
         old_b = op.operands[1]
-        maps = [_parse_map(m) for m in _NT_MAPS[op.name]]
+        maps = nt_maps(op.name)
         build = linalg.matmul if op.name == "linalg.matmul" else linalg.batch_matmul
         with op.location, ir.InsertionPoint(op):
             new = build(op.operands[0], b_nt, outs=[op.operands[2]], indexing_maps=maps)

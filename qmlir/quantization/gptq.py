@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from qmlir.quantization.weights import QuantizedWeight, pack_int4, padded_k, qrange
+from qmlir.ir.quant_storage import QuantizedWeight, pack_int4, padded_k, qrange
 
 CLIP_GRID = (0.85, 0.9, 0.95, 1.0)
 

@@ -11,21 +11,8 @@ from typing import Optional
 
 import torch
 
-from qmlir.quantization import ops  # noqa: F401  (registers torch.ops.qmlir.*)
-
-FROZEN_ATTR = "_qmlir_frozen"
-
-
-def freeze(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """Mark `t` as a compile-time constant for the qmlir importer."""
-    if t is not None:
-        setattr(t, FROZEN_ATTR, True)
-    return t
-
-
-def is_frozen(t: object) -> bool:
-    return isinstance(t, torch.Tensor) and getattr(t, FROZEN_ATTR, False)
-
+from qmlir.ir import quant_ops  # noqa: F401  (registers torch.ops.qmlir.*)
+from qmlir.ir.constants import freeze
 
 class QuantizedLinear(torch.nn.Module):
     """y = op(x * smooth_inv) + bias, with op one of linear_weight_only / linear_w8a8(_dynamic).

@@ -20,7 +20,7 @@ from qmlir.quantization.calibration import ActivationObserver, calibrate
 from qmlir.quantization.gptq import gptq_quantize
 from qmlir.quantization.config import PRESETS, QuantConfig, QuantConfigError
 from qmlir.quantization.linear import CastLinear, QuantizedLinear
-from qmlir.quantization.weights import dequantize_weight, quantize_weight
+from qmlir.ir.quant_storage import dequantize_weight, quantize_weight
 
 _OUTLIER_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32}
 

@@ -1,11 +1,10 @@
-"""Compile an imported graph for CUDA and call it with torch CUDA tensors.
+"""Load a CUDA artifact and call it with torch CUDA tensors.
 
-The module goes through the `cuda` pipeline (qmlir.passes.lower_to_cuda); MLIR's
-ExecutionEngine JIT-compiles the host side, which launches the kernels through
-libmlir_cuda_runtime.so (the kernels' PTX is embedded and loaded by the driver when the engine
-initializes). Tensors cross by device pointer: inputs in place, results written into CUDA
-tensors allocated here with torch, intermediates in one workspace tensor per call (torch's
-caching allocator), constants uploaded once. Nothing goes through host memory.
+The artifact's host code (LLVM dialect) is JIT-compiled by MLIR's ExecutionEngine; it launches
+the kernels through libmlir_cuda_runtime.so (the kernels' binary is embedded and loaded by the
+driver when the engine initializes). Tensors cross by device pointer: inputs in place, results
+written into CUDA tensors allocated here with torch, intermediates in one workspace tensor per
+call (torch's caching allocator), constants uploaded once. Nothing goes through host memory.
 
 Streams: the compiled code runs on its own stream (one per call, MLIR's runtime creates it).
 A call first waits for torch's current stream (so the inputs are ready), and returns once its
@@ -14,7 +13,6 @@ own stream has finished (so the results are ready for whatever torch runs next).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import threading
 import time
 from typing import List, Sequence
@@ -24,18 +22,15 @@ from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
 from qmlir.errors import CompileError, CudaUnavailableError
-from qmlir.frontend.importer import ImportedGraph, TensorSpec
-from qmlir.passes.lower_to_cuda import lower_to_cuda
+from qmlir.ir.specs import TensorSpec
+from qmlir.runtime.artifact import Artifact
+from qmlir.runtime.cpu import check_inputs
 from qmlir.runtime.libs import runtime_library
-from qmlir.runtime.engine import check_inputs
 from qmlir.runtime.memref import make_descriptor, point_at
-
-_CACHE: dict = {}
-_CACHE_LOCK = threading.Lock()
 
 
 def cuda_device(device: torch.device | int | str | None = None) -> torch.device:
-    """The CUDA device to compile for, or `CudaUnavailableError` saying why there is none."""
+    """The CUDA device to run on, or `CudaUnavailableError` saying why there is none."""
     if not torch.backends.cuda.is_built():
         raise CudaUnavailableError(f"this torch build ({torch.__version__}) has no CUDA support; "
                                    "target='cuda' needs a CUDA build of torch and an NVIDIA GPU "
@@ -65,23 +60,29 @@ def _runtime():
 
 
 class CudaFunction:
-    """One function compiled for a CUDA device with a fixed input signature."""
+    """One function compiled for a CUDA device with a fixed input signature, loaded from an artifact."""
 
-    def __init__(self, graph: ImportedGraph, device: torch.device | None = None, opt_level: int = 0):
+    def __init__(self, artifact: Artifact, device: torch.device | None = None, opt_level: int = 0):
+        if artifact.kind != "cuda":
+            raise CompileError(f"a {artifact.kind} artifact cannot be loaded on the CUDA runtime")
+        self.artifact = artifact
         self.device = cuda_device(device)
-        self.inputs: List[TensorSpec] = list(graph.inputs)
-        self.outputs: List[TensorSpec] = list(graph.outputs)
-        self.func_name = graph.func_name
-        chip, features = chip_of(self.device)
+        self.inputs: List[TensorSpec] = list(artifact.inputs)
+        self.outputs: List[TensorSpec] = list(artifact.outputs)
+        self.func_name = artifact.func_name
+        self.ptx = artifact.extras.get("ptx")
+        self.lower_seconds = artifact.lower_seconds
+        constant_bytes, workspace_bytes = artifact.extras["buffers"]
+        upload = artifact.extras["upload_function"]
         runtime = _runtime()
         runtime.mgpuSetDefaultDevice(ctypes.c_int32(self.device.index))
         t0 = time.perf_counter()
-        with graph.context:
-            module = ir.Module.parse(str(graph.module))
-            lowering = lower_to_cuda(module, chip=chip, features=features)
-            self.ptx = lowering.ptx
-            self.lower_seconds = time.perf_counter() - t0
-            buffers = {b.function: b for b in lowering.buffers}[self.func_name]
+        self._context = ir.Context()
+        with self._context:
+            try:
+                module = ir.Module.parse(artifact.bytecode)
+            except ir.MLIRError as e:
+                raise CompileError(f"cannot read the artifact's module: {e}") from None
             try:
                 torch.cuda.init()
                 # the host code calls only the CUDA wrappers (no memrefCopy: copies are kernels)
@@ -90,23 +91,23 @@ class CudaFunction:
                 self._engine.initialize()  # global constructors load the kernels' module
             except RuntimeError as e:
                 raise CompileError(f"JIT compilation for CUDA failed: {e}") from None
-        self._context = graph.context
+            self._module = module
         self._runtime = runtime
         self._fn = self._lookup(self.func_name)
-        self._workspace_bytes = buffers.workspace_bytes
-        self.compile_seconds = time.perf_counter() - t0
+        self._workspace_bytes = workspace_bytes
+        self.compile_seconds = self.lower_seconds + time.perf_counter() - t0
         shapes = [s.shape for s in self.inputs + self.outputs]
-        shapes += [(max(1, buffers.constant_bytes),), (max(1, buffers.workspace_bytes),)]
+        shapes += [(max(1, constant_bytes),), (max(1, workspace_bytes),)]
         self._descs = [make_descriptor(s) for s in shapes]
         self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
         self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
         self._lock = threading.Lock()
-        # compiled inside AOT autograd's fake-tensor mode: these must be real device tensors
+        # loaded inside AOT autograd's fake-tensor mode: these must be real device tensors
         from torch._subclasses.fake_tensor import unset_fake_temporarily
         with unset_fake_temporarily():
-            self._constants = torch.empty(max(1, buffers.constant_bytes), dtype=torch.uint8, device=self.device)
-            if buffers.constant_bytes:
-                self._upload(buffers.upload_function)
+            self._constants = torch.empty(max(1, constant_bytes), dtype=torch.uint8, device=self.device)
+            if constant_bytes:
+                self._upload(upload)
 
     def _lookup(self, name: str):
         addr = self._engine.raw_lookup("_mlir_ciface_" + name)
@@ -138,45 +139,5 @@ class CudaFunction:
         return outs
 
 
-def compile_graph_cuda(graph: ImportedGraph, device: torch.device | None = None) -> CudaFunction:
-    """Compile `graph` for CUDA, reusing a function compiled from the same IR for the same device."""
-    dev = cuda_device(device)
-    key = (hashlib.sha256(graph.mlir.encode()).hexdigest(), str(dev))
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-    if hit is not None:
-        return hit
-    fn = CudaFunction(graph, dev)
-    with _CACHE_LOCK:
-        _CACHE[key] = fn
-    return fn
-
-
-def compile_module_cuda(module: ir.Module, entry: str | None = None,
-                        device: torch.device | None = None) -> CudaFunction:
-    """Compile a tensor-level module (as qmlir emits or qmlir-opt prints) for CUDA."""
-    from qmlir.frontend.types import torch_dtype
-    from qmlir.runtime.engine import entry_function
-
-    from qmlir.passes import lower_quant, pipelines
-    if pipelines.has_quant_ops(module):  # quantized signatures become their storage types
-        lower_quant.run(module)
-    fn = entry_function(module, entry)
-    name = ir.StringAttr(fn.operation.attributes["sym_name"]).value
-    ftype = ir.FunctionType(ir.TypeAttr(fn.operation.attributes["function_type"]).value)
-    specs = []
-    for what, types in (("argument", ftype.inputs), ("result", ftype.results)):
-        specs.append([])
-        for i, t in enumerate(types):
-            if not isinstance(t, ir.RankedTensorType) or not t.has_static_shape:
-                raise CompileError(f"{what} {i} has type {t}; only functions on statically shaped tensors can run")
-            specs[-1].append(TensorSpec(tuple(t.shape), torch_dtype(t.element_type)))
-    fn.operation.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
-    return CudaFunction(ImportedGraph(module, module.context, name, specs[0], specs[1]), device)
-
-
-def compile_mlir_cuda(text: str, entry: str | None = None, device: torch.device | None = None) -> CudaFunction:
-    """Parse `text` in a new context and compile its entry function for CUDA."""
-    context = ir.Context()
-    with context:
-        return compile_module_cuda(ir.Module.parse(text), entry, device)
+def load(artifact: Artifact, device: torch.device | None = None) -> CudaFunction:
+    return CudaFunction(artifact, device)

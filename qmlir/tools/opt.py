@@ -3,6 +3,7 @@ and any upstream MLIR pass, and prints the result.
 
     qmlir-opt in.mlir --qmlir-lower-quant --canonicalize -o out.mlir
     qmlir-opt in.mlir --pass-pipeline='builtin.module(qmlir-lower-quant, func.func(cse))'
+    qmlir-opt in.mlir --qmlir-lower-to-cpu --dump-pass-pipeline -o /dev/null
     qmlir-opt --list-passes
 """
 from __future__ import annotations
@@ -12,21 +13,24 @@ from typing import List, Optional, Sequence, Tuple
 
 from mlir import ir
 
+from qmlir import target  # noqa: F401  (registers the targets' named pipelines)
 from qmlir.errors import QmlirError
 from qmlir.passes import registry
-from qmlir.passes.pipeline_text import PipelineError as UsageError
-from qmlir.passes.pipeline_text import Step, check_upstream, parse_element, parse_pipeline, run_steps
+from qmlir.passes.pipeline import Pipeline
+from qmlir.passes.pipeline import PipelineError as UsageError
 from qmlir.tools.diagnostics import fail, location_prefix, report_mlir_error
 
 TOOL = "qmlir-opt"
 SPLIT_MARKER = "// -----"
 
 USAGE = f"""usage: {TOOL} [FILE|-] [-o OUT] [PASS FLAGS...] [--pass-pipeline='builtin.module(...)']
-                 [--split-input-file] [--mlir-print-ir-after-all] [--list-passes] [--help]
+                 [--split-input-file] [--mlir-print-ir-after-all] [--dump-pass-pipeline]
+                 [--mlir-timing] [--list-passes] [--help]
 
 Runs passes over a .mlir file, in the order given, and prints the result (mlir-opt conventions).
-A pass flag is --NAME or --NAME='OPTIONS' for any qmlir pass below or any upstream MLIR pass
-(--canonicalize, --cse, --one-shot-bufferize='bufferize-function-boundaries' ...).
+A pass flag is --NAME or --NAME='OPTIONS' for any qmlir pass or named pipeline below or any
+upstream MLIR pass (--canonicalize, --cse, --one-shot-bufferize='bufferize-function-boundaries' ...).
+All of them run in one MLIR pass manager, which verifies the IR after every pass.
 
 options:
   FILE                        input .mlir file, or - for standard input (default: -)
@@ -34,17 +38,19 @@ options:
   --pass-pipeline=PIPELINE    a textual pipeline, 'builtin.module(p1, p2{{opt=v}}, func.func(p3))',
                               mixing qmlir and upstream passes
   --split-input-file          process each '{SPLIT_MARKER}'-separated chunk on its own
-  --mlir-print-ir-after-all   print the IR after every pass to standard error
+  --mlir-print-ir-after-all   print the IR after every pass to standard error (MLIR's instrumentation)
+  --dump-pass-pipeline        print the whole pipeline (named pipelines expanded) to standard error
+  --mlir-timing               print MLIR's pass timing report to standard error
   --mlir-print-debuginfo      print locations
   --list-passes               list qmlir's passes and named pipelines with their options
   -h, --help                  this help
 """
 
 
-def parse_args(argv: Sequence[str]) -> Tuple[dict, List[Step]]:
+def parse_args(argv: Sequence[str]) -> Tuple[dict, Pipeline]:
     opts = {"input": "-", "output": None, "split": False, "print_after_all": False, "debuginfo": False,
-            "list": False, "help": False}
-    steps: List[Step] = []
+            "list": False, "help": False, "dump_pipeline": False, "timing": False}
+    elements: List[str] = []
     args = list(argv)
     positional = []
     while args:
@@ -65,17 +71,23 @@ def parse_args(argv: Sequence[str]) -> Tuple[dict, List[Step]]:
             opts["debuginfo"] = True
         elif a == "--list-passes":
             opts["list"] = True
+        elif a == "--dump-pass-pipeline":
+            opts["dump_pipeline"] = True
+        elif a == "--mlir-timing":
+            opts["timing"] = True
         elif a.startswith("--pass-pipeline"):
             _, eq, value = a.partition("=")
             if not eq:
                 if not args:
                     raise UsageError("--pass-pipeline needs a value")
                 value = args.pop(0)
-            steps += parse_pipeline(value)
+            elements.append(_strip_anchor(value))
         elif a.startswith("--"):
             name, eq, value = a[2:].partition("=")
             value = value.strip().strip("'\"")
-            steps.append(parse_element(f"{name}{{{value}}}" if eq and value else name))
+            if not name or any(c in name for c in "(){},"):
+                raise UsageError(f"malformed pass flag '{a}'")
+            elements.append(f"{name}{{{value}}}" if eq and value else name)
         elif a == "-" or not a.startswith("-"):
             positional.append(a)
         else:
@@ -84,13 +96,22 @@ def parse_args(argv: Sequence[str]) -> Tuple[dict, List[Step]]:
         raise UsageError(f"one input file expected, got {len(positional)}: {' '.join(positional)}")
     if positional:
         opts["input"] = positional[0]
-    return opts, steps
+    return opts, Pipeline.of(*elements)
+
+
+def _strip_anchor(text: str) -> str:
+    text = text.strip()
+    for anchor in ("builtin.module", "any"):
+        if text.startswith(anchor + "(") and text.endswith(")"):
+            return text[len(anchor) + 1:-1]
+    return text
 
 
 def list_passes() -> str:
     lines = ["qmlir passes and named pipelines (each also a flag: --NAME or --NAME='opt=value ...'):", ""]
     for spec in registry.all_passes():
-        lines.append(f"  {spec.name:32} {spec.summary}")
+        anchor = f" [{spec.anchor}]" if getattr(spec, "anchor", "func.func") != "func.func" else ""
+        lines.append(f"  {spec.name:32} {spec.summary}{anchor}")
         for key, o in spec.options.items():
             choices = f" ({'|'.join(o.choices)})" if o.choices else ""
             setting = f"{key}={o.default}"
@@ -100,14 +121,14 @@ def list_passes() -> str:
     return "\n".join(lines)
 
 
-def process(text: str, filename: str, steps: Sequence[Step], opts: dict, context: ir.Context) -> Optional[str]:
+def process(text: str, filename: str, pm, opts: dict, context: ir.Context) -> Optional[str]:
     try:
         module = ir.Module.parse(text, context=context)
     except ir.MLIRError as e:
         report_mlir_error(TOOL, e, filename)
         return None
     try:
-        run_steps(module, steps, opts["print_after_all"])
+        pm.run(module.operation)
         module.operation.verify()
     except ir.MLIRError as e:
         report_mlir_error(TOOL, e, filename)
@@ -127,7 +148,7 @@ def _relocate(message: str, filename: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        opts, steps = parse_args(argv)
+        opts, pipeline = parse_args(argv)
     except QmlirError as e:
         return fail(TOOL, str(e))
     if opts["help"]:
@@ -140,9 +161,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     context = ir.Context()
     context.allow_unregistered_dialects = False
     try:
-        check_upstream(steps, context)
+        pm = pipeline.pass_manager(context, print_after_all=opts["print_after_all"], timing=opts["timing"])
     except QmlirError as e:
         return fail(TOOL, str(e))
+    if opts["dump_pipeline"]:
+        print(pipeline, file=sys.stderr)
     filename = opts["input"]
     try:
         text = sys.stdin.read() if filename == "-" else open(filename, encoding="utf-8").read()
@@ -153,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     line_offset = 0
     for chunk in chunks:
         # keep line numbers right in diagnostics: pad each chunk with the lines before it
-        result = process("\n" * line_offset + chunk, "-" if filename == "-" else filename, steps, opts, context)
+        result = process("\n" * line_offset + chunk, "-" if filename == "-" else filename, pm, opts, context)
         line_offset += chunk.count("\n")
         if result is None:
             status = 1

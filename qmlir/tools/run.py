@@ -1,8 +1,10 @@
-"""qmlir-run: run a function of a .mlir file on the CPU and print or save its results.
-This is how an emitted file is checked by hand.
+"""qmlir-run: run a function of a .mlir file and print or save its results.
+This is how an emitted file is checked by hand. It compiles through the same Target and
+pipeline as qmlir.compile (quantized IR included: the same integer arithmetic).
 
     qmlir-run model.mlir --random-inputs --seed 0
     qmlir-run model.mlir --entry forward --input x.npy --input w.npy --output-dir out/
+    qmlir-run model.mlir --random-inputs --target 'cpu{features= threads=1}'
 """
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ import torch
 from mlir import ir
 
 from qmlir.errors import QmlirError
-from qmlir.frontend.importer import TensorSpec
-from qmlir.runtime.engine import compile_module
+from qmlir.ir.specs import TensorSpec
+from qmlir.target import as_target, compile_mlir
 from qmlir.tools.diagnostics import fail, report_mlir_error
 
 TOOL = "qmlir-run"
@@ -33,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--random-inputs", action="store_true", help="random arguments (floats ~ N(0,1), integers in [-8, 8))")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-inputs (default 0)")
     p.add_argument("--output-dir", default=None, help="save each result as DIR/result<i>.npy instead of printing it")
+    p.add_argument("--target", default="cpu",
+                   help="where to run: 'cpu' (this CPU, the default), 'cpu{features=... threads=N}', or 'cuda'")
     return p
 
 
@@ -74,11 +78,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except OSError as e:
                 return fail(TOOL, f"cannot read '{args.file}': {e.strerror}")
             try:
-                module = ir.Module.parse(text)
+                ir.Module.parse(text)
             except ir.MLIRError as e:
                 report_mlir_error(TOOL, e, args.file)
                 return 1
-            compiled = compile_module(module, args.entry)
+            target = as_target(args.target)
+            if target.kind == "cuda":
+                raise QmlirError("--target cuda: reading and writing CUDA tensors from .npy files is not supported "
+                                 "yet; use qmlir.compile(..., target='cuda') from Python")
+            compiled = compile_mlir(text, args.entry, target)
             tensors = _inputs(compiled.inputs, args.input, args.random_inputs, args.seed)
         results = compiled(*tensors)
     except ir.MLIRError as e:

@@ -8,7 +8,7 @@ import torch
 from mlir import ir
 
 from qmlir.passes import fuse_quantized_matmul, quantize_matmul, split_outliers
-from qmlir.passes.quant_ir import QuantPassError
+from qmlir.ir.quant import QuantPassError
 from qmlir.runtime.engine import compile_module
 
 M, K, N = 32, 256, 64

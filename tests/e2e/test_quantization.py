@@ -9,7 +9,7 @@ import torch
 import qmlir
 from qmlir.quantization import PRESETS, QuantConfig, QuantConfigError
 from qmlir.quantization.linear import QuantizedLinear
-from qmlir.quantization.weights import pack_int4, quantize_weight, unpack_int4
+from qmlir.ir.quant_storage import pack_int4, quantize_weight, unpack_int4
 
 
 def tiny_llama(seed=0, hidden=48, inter=96):
@@ -115,7 +115,7 @@ def test_asymmetric_weights_use_the_full_range():
 
 def test_gptq_beats_round_to_nearest_on_correlated_inputs():
     from qmlir.quantization.gptq import gptq_quantize
-    from qmlir.quantization.weights import dequantize_weight
+    from qmlir.ir.quant_storage import dequantize_weight
     g = torch.Generator().manual_seed(0)
     x = torch.randn(512, 64, generator=g) @ torch.randn(64, 64, generator=g)
     w = torch.randn(32, 64, generator=g)
@@ -136,7 +136,7 @@ def test_gptq_storage_and_error(act_order, symmetric):
     groups of consecutive input channels, scales and zero points per group; the layer's output
     error on the calibration inputs stays below round-to-nearest's."""
     from qmlir.quantization.gptq import gptq_quantize
-    from qmlir.quantization.weights import dequantize_weight
+    from qmlir.ir.quant_storage import dequantize_weight
     g = torch.Generator().manual_seed(1)
     x = (torch.randn(1024, 40, generator=g) @ torch.randn(40, 40, generator=g)) * torch.linspace(0.1, 3, 40)
     w = torch.randn(8, 40, generator=g)

@@ -6,10 +6,10 @@ import torch
 from mlir import ir
 
 from qmlir.dialect_ops import registry
-from qmlir.dialect_ops.builders import broadcast_map
+from qmlir.ir.builders import broadcast_map
 from qmlir.dialect_ops.shape import _slice_bounds
 from qmlir.errors import QmlirError, UnsupportedOpError
-from qmlir.frontend.types import element_type, scalar_type, torch_dtype
+from qmlir.ir.types import element_type, scalar_type, torch_dtype
 from qmlir.runtime.memref import descriptor_type, make_descriptor
 
 

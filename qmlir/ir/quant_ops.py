@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from qmlir.quantization.weights import dequantize_weight, expand_scales
+from qmlir.ir.quant_storage import dequantize_weight, expand_scales
 
 def _pad(x: torch.Tensor, Kp: int) -> torch.Tensor:
     K = x.shape[1]

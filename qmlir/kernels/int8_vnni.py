@@ -1,7 +1,7 @@
-"""qmlir-int8-dot-matmul: i8 x i8 -> i32 matmuls on the AVX512_VNNI dot-product instruction.
+"""Kernel `int8_vnni`: i8 x i8 -> i32 matmuls on the AVX512_VNNI dot-product instruction.
 
 `vpdpbusd` multiplies 64 unsigned bytes by 64 signed bytes and adds each group of four
-products into one of 16 i32 lanes. The quantized linears' integer matmul (`quant_ir.int_matmul`,
+products into one of 16 i32 lanes. The quantized linears' integer matmul (`qmlir.ir.quant.int_matmul`,
 made by qmlir-fuse-quantized-matmul and the W8A8 layers) has signed activations x [M, K] and
 signed weights w [K, N] (a function argument, rows along K). The kernel
 
@@ -16,13 +16,14 @@ signed weights w [K, N] (a function argument, rows along K). The kernel
   (|sum| < 255 * 128 * K < 2^31 for K < 65536).
 
 Upstream's x86vector int8 dot op emits `vpdpbssd` (AVX-VNNI-INT8, signed x signed), which CPUs
-with AVX512_VNNI only often lack; this pass calls the LLVM intrinsic
+with AVX512_VNNI only often lack; this kernel calls the LLVM intrinsic
 `llvm.x86.avx512.vpdpbusd.512` through `llvm.call_intrinsic`. Matches
 
     %y = linalg.matmul ins(%x, %w : tensor<MxKxi8>, tensor<KxNxi8>) outs(%zero : tensor<MxNxi32>)
 
-and replaces it, after bufferization (the intrinsic call declares no memory effects, which
-one-shot bufferization rejects; on tensors this pass only tags the matmuls it will take), by:
+and replaces it, after bufferization (stage `buffers`: the intrinsic call declares no memory
+effects, which one-shot bufferization rejects; selection on tensors records the choice, which
+survives bufferization on the op), by:
 
     scf.forall over N blocks (threads) { scf.for 64-column panels, K blocks {
       pack the panel (vector.shuffle) into a buffer, with column sums
@@ -30,7 +31,7 @@ one-shot bufferization rejects; on tensors this pass only tags the matmuls it wi
         llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512" per (row, 16 columns) }
         add acc - (colsum << 7) into the output buffer } } }
 
-Only when the host CPU has avx512_vnni (the CPU pipeline checks), K % 4 == 0 and N % 64 == 0.
+Selected only for targets with avx512_vnni, K % 4 == 0 and N % 64 == 0. Config: mr, nc, kc.
 """
 from __future__ import annotations
 
@@ -38,9 +39,8 @@ import re
 
 from mlir import ir
 
-from qmlir.passes import registry
-from qmlir.passes.matmul_tiling import _largest_divisor, default_threads
-from qmlir.passes.transpose_matmul_fold import is_default_layout
+from qmlir.ir.matmul_layout import is_default_layout
+from qmlir.kernels.base import Kernel, largest_divisor, register_kernel, splice
 
 _NR = 64  # columns per tile: four 16-lane i32 accumulators per row
 _VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
@@ -50,8 +50,8 @@ def _tiles(m: int, n: int, k: int, threads: int):
     if k % 4 or n % _NR:
         return None
     mr = next(t for t in (4, 2, 1) if m % t == 0)
-    nc = _largest_divisor(n, max(_NR, min(256, n // max(1, threads))), _NR) or n
-    kc = k if k <= 2048 else (_largest_divisor(k, 2048, 4) or k)
+    nc = largest_divisor(n, max(_NR, min(256, n // max(1, threads))), _NR) or n
+    kc = k if k <= 2048 else (largest_divisor(k, 2048, 4) or k)
     return mr, nc, kc
 
 
@@ -65,13 +65,9 @@ def _interleave_masks():
     return lo, hi, quads
 
 
-def kernel_text(name: str, m: int, n: int, k: int, threads: int, xt: str, wt: str, ct: str) -> str | None:
+def kernel_text(name: str, m: int, n: int, k: int, mr: int, nc: int, kc: int, xt: str, wt: str, ct: str) -> str:
     """The kernel as a function @name(x, w, acc) adding x @ w into acc (memrefs of types xt, wt,
-    ct), or None when the sizes do not fit its tiles."""
-    tiles = _tiles(m, n, k, threads)
-    if tiles is None:
-        return None
-    mr, nc, kc = tiles
+    ct) with these tiles."""
     nt = n // nc
     v8, v32 = "vector<64xi8>", "vector<16xi32>"
     lo, hi, quads = _interleave_masks()
@@ -155,13 +151,12 @@ def kernel_text(name: str, m: int, n: int, k: int, threads: int, xt: str, wt: st
     return text.replace("  %c0 = arith.constant 0 : index", "  %c0 = arith.constant 0 : index\n" + decl, 1)
 
 
-_TAG = "qmlir.vnni"
-
-
-def _eligible(op: ir.Operation, threads: int) -> tuple | None:
-    """(M, N, K) when `op` is an i8 x i8 -> i32 default-layout matmul the kernel can take."""
+def select(op: ir.Operation, threads: int) -> dict | None:
+    """{mr, nc, kc} for an i8 x i8 -> i32 default-layout linalg.matmul of static shape, or None."""
+    if op.name != "linalg.matmul":
+        return None
     i8, i32 = ir.IntegerType.get_signless(8), ir.IntegerType.get_signless(32)
-    a, b, c = (v.type for v in op.operands[:3])
+    a, b, c = (v.type for v in list(op.operands)[:3])
     if not all(isinstance(t, (ir.RankedTensorType, ir.MemRefType)) for t in (a, b, c)):
         return None
     a, b, c = (ir.ShapedType(t) for t in (a, b, c))
@@ -169,57 +164,30 @@ def _eligible(op: ir.Operation, threads: int) -> tuple | None:
         return None
     if not (a.has_static_shape and b.has_static_shape) or not is_default_layout(op):
         return None
-    m, k, n = a.shape[0], a.shape[1], b.shape[1]
-    return (m, n, k) if _tiles(m, n, k, threads) is not None else None
+    tiles = _tiles(a.shape[0], b.shape[1], a.shape[1], threads)
+    return None if tiles is None else dict(zip(("mr", "nc", "kc"), tiles))
 
 
-def mark(module: ir.Module, threads: int = 0) -> int:
-    """Before bufferization: tag the matmuls the kernel will take (the tiling pass skips them)."""
-    threads = threads or default_threads()
-    count = 0
-    for op in registry.find_ops(module, "linalg.matmul"):
-        op = op.operation if hasattr(op, "operation") else op
-        if _eligible(op, threads) is not None:
-            op.attributes[_TAG] = ir.UnitAttr.get()
-            count += 1
-    return count
-
-
-def is_marked(op: ir.Operation) -> bool:
-    return _TAG in op.attributes
-
-
-def run(module: ir.Module, threads: int = 0) -> int:
-    """Replace i8 matmuls on memrefs (after bufferization) by VNNI kernels, in place; returns how
-    many. On tensors, only tags them (`mark`): the intrinsic call has no declared memory effects,
-    which bufferization rejects, so the kernel is built on the buffers. threads=0: all CPUs."""
-    threads = threads or default_threads()
-    ops = [o.operation if hasattr(o, "operation") else o for o in registry.find_ops(module, "linalg.matmul")]
-    if ops and not isinstance(ops[0].operands[0].type, ir.MemRefType):
-        return mark(module, threads)
-    count = 0
-    for op in ops:
-        sizes = _eligible(op, threads)
-        if sizes is None:
-            continue
-        m, n, k = sizes
+def expand(module, chosen: list) -> int:
+    """Replace each (matmul on memrefs, config) by the kernel's body, in place."""
+    for op, cfg in chosen:
         x, w, c = list(op.operands)[:3]
-        text = kernel_text("kernel", m, n, k, threads, str(x.type), str(w.type), str(c.type))
-        parsed = ir.Module.parse(text)
-        block = parsed.body.operations[0].regions[0].blocks[0]
-        for arg, value in zip(block.arguments, (x, w, c)):
-            arg.replace_all_uses_with(value)
-        body = list(block.operations)
-        for inner in body[:-1]:
-            inner.operation.move_before(op)
-        op.erase()
-        count += 1
-    return count
+        if not isinstance(x.type, ir.MemRefType):
+            raise TypeError(f"{op.location}: kernel int8_vnni expands after bufferization; the op is on tensors")
+        m, k = ir.MemRefType(x.type).shape
+        n = ir.MemRefType(w.type).shape[1]
+        text = kernel_text("kernel", m, n, k, cfg["mr"], cfg["nc"], cfg["kc"], str(x.type), str(w.type), str(c.type))
+        splice(op, text, (x, w, c), returns_result=False)
+    return len(chosen)
 
 
-registry.register_pass(
-    "qmlir-int8-dot-matmul",
-    "i8 x i8 -> i32 matmuls -> AVX512_VNNI vpdpbusd kernels (u8 x s8 with a column-sum correction), threaded over N",
-    run,
-    {"threads": registry.Option(int, 0, "worker tasks (0: all CPUs)")},
-)
+KERNEL = register_kernel(Kernel(
+    name="int8_vnni",
+    summary="i8 x i8 -> i32 matmuls on AVX512_VNNI vpdpbusd (u8 x s8, column-sum correction), threaded over N",
+    stage="buffers",
+    features=frozenset({"avx512_vnni"}),
+    priority=30,
+    ops=("linalg.matmul",),
+    select=select,
+    expand=expand,
+))

@@ -1,4 +1,6 @@
-"""Tile matmuls for caches, threads and registers, and vectorize them (transform dialect).
+"""Kernel `portable`: tile matmuls for caches, threads and registers, and vectorize them
+(transform dialect). Needs no CPU feature: the fallback for every matmul the ISA kernels do
+not take, and the whole schedule on a CPU without them.
 
 Two schedules, chosen per op by its operand layout; every tile divides its dimension exactly,
 so each tile vectorizes to bounded, unmasked vectors.
@@ -26,12 +28,11 @@ Matmuls in other layouts, or whose sizes have no such divisors, stay on the scal
 """
 from __future__ import annotations
 
-import os
-
 from mlir import ir
 from mlir.dialects.transform import interpreter
 
-from qmlir.passes.transpose_matmul_fold import is_default_layout, is_nt_layout
+from qmlir.ir.matmul_layout import is_default_layout, is_nt_layout
+from qmlir.kernels.base import Kernel, largest_divisor, register_kernel
 
 _TILE_ATTR = "qmlir.tile_class"
 _M_TILES = (8, 4, 2, 1)
@@ -39,25 +40,6 @@ _N_TILES = (256, 128, 64, 32, 16, 8)
 _REGISTER_TILE = 256  # elements of an M x N register tile (16 zmm accumulators of f32/i32)
 # Products below this many multiply-adds run on one thread: an async dispatch costs ~10 us.
 _THREAD_MIN_MACS = 1 << 21
-
-
-def default_threads() -> int:
-    """Worker count for parallel matmuls: QMLIR_NUM_THREADS, else the CPUs this process may use."""
-    env = os.environ.get("QMLIR_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def _largest_divisor(n: int, limit: int, multiple: int) -> int | None:
-    """Largest d <= limit with n % d == 0 and d % multiple == 0."""
-    for d in range(min(n, limit), 0, -1):
-        if n % d == 0 and d % multiple == 0:
-            return d
-    return None
 
 
 def _nt_schedule(op: ir.Operation, threads: int) -> tuple | None:
@@ -76,8 +58,8 @@ def _nt_schedule(op: ir.Operation, threads: int) -> tuple | None:
     macs = m * n * k * max(1, len(batch) and batch[0])
     threaded = threads > 1 and macs >= _THREAD_MIN_MACS and not batch
     nc_limit = 256 if not threaded else max(nr, min(256, n // threads))
-    nc = _largest_divisor(n, nc_limit, nr) or nr
-    kc = k if k <= 1024 else (_largest_divisor(k, 1024, kv) or k)
+    nc = largest_divisor(n, nc_limit, nr) or nr
+    kc = k if k <= 1024 else (largest_divisor(k, 1024, kv) or k)
     return ("nt", len(batch), mr, nr, kv, nc, kc, threaded)
 
 
@@ -99,7 +81,7 @@ def _default_schedule(op: ir.Operation, threads: int) -> tuple | None:
         return None
     nc = 0
     if threads > 1 and not batch and m * n * k >= _THREAD_MIN_MACS and n // threads >= tn:
-        nc = _largest_divisor(n, n // threads, tn) or 0
+        nc = largest_divisor(n, n // threads, tn) or 0
     return ("outer", tuple([1] * len(batch) + [tm, tn, 1]), nc)
 
 
@@ -186,27 +168,46 @@ module attributes {{transform.with_named_sequence}} {{
 }}"""
 
 
-def run(module: ir.Module, threads: int | None = None) -> int:
-    """Tile and vectorize every eligible matmul in `module`; returns how many were tiled.
-    `threads` > 1 lets big NT matmuls split over threads (scf.forall); default: all CPUs."""
-    threads = default_threads() if threads is None else threads
-    classes: dict[tuple, int] = {}
-    tagged = 0
+def select(op: ir.Operation, threads: int) -> dict | None:
+    """The schedule for `op` as a kernel config, or None (it stays on the scalar path)."""
+    sched = _schedule(op, threads)
+    if sched is None:
+        return None
+    if sched[0] == "nt":
+        _, nbatch, mr, nr, kv, nc, kc, threaded = sched
+        return {"schedule": "nt", "batch": nbatch, "mr": mr, "nr": nr, "kv": kv, "nc": nc, "kc": kc,
+                "threaded": int(threaded)}
+    return {"schedule": "outer", "tiles": sched[1], "nc": sched[2]}
 
-    def visit(op):
-        nonlocal tagged
-        taken = "qmlir.vnni" in op.operation.attributes  # the VNNI kernel takes it after bufferization
-        if op.operation.name in ("linalg.matmul", "linalg.batch_matmul") and not taken:
-            sched = _schedule(op.operation, threads)
-            if sched is not None:
-                cls = classes.setdefault(sched, len(classes))
-                op.operation.attributes[_TILE_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), cls)
-                tagged += 1
-        return ir.WalkResult.ADVANCE
 
-    module.operation.walk(visit)
-    if not tagged:
+def _as_schedule(config: dict) -> tuple:
+    if config["schedule"] == "nt":
+        return ("nt", config["batch"], config["mr"], config["nr"], config["kv"], config["nc"], config["kc"],
+                bool(config["threaded"]))
+    return ("outer", tuple(config["tiles"]), config["nc"])
+
+
+def expand(module, chosen: list) -> int:
+    """Tile and vectorize every (op, config) in `chosen` with one transform script; ops with
+    the same schedule share one match. Returns how many were tiled."""
+    if not chosen:
         return 0
+    classes: dict[tuple, int] = {}
+    for op, config in chosen:
+        cls = classes.setdefault(_as_schedule(config), len(classes))
+        op.attributes[_TILE_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), cls)
     script = ir.Module.parse(_script(classes))
     interpreter.apply_named_sequence(module.operation, script.body.operations[0], script)
-    return tagged
+    return len(chosen)
+
+
+KERNEL = register_kernel(Kernel(
+    name="portable",
+    summary="tile (threads, L2, registers) + vectorize with the transform dialect; any CPU",
+    stage="tensors",
+    features=frozenset(),
+    priority=0,
+    ops=("linalg.matmul", "linalg.batch_matmul"),
+    select=select,
+    expand=expand,
+))

@@ -10,7 +10,7 @@ import torch
 from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 
-from qmlir.frontend.types import compute_dtype, element_type, scalar_type, torch_dtype
+from qmlir.ir.types import compute_dtype, element_type, scalar_type, torch_dtype
 
 Scalar = Union[int, float, bool]
 Operand = Union[ir.Value, Scalar]

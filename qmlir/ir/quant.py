@@ -9,7 +9,7 @@ from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 from mlir.dialects import math as m
 
-from qmlir.dialect_ops.builders import const, generic, loop_index, reshape
+from qmlir.ir.builders import const, generic, loop_index, reshape
 from qmlir.errors import QmlirError
 
 

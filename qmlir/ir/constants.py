@@ -1,12 +1,14 @@
-"""Tensor constants: small tensors captured from the graph become dense attributes."""
+"""Tensor constants: small tensors captured from the graph become dense attributes; tensors
+marked with `freeze` (quantization scales, zero points) are known to lowerings at compile time."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 from mlir import ir
 from mlir.dialects import arith
+from typing import Optional
 
-from qmlir.frontend.types import tensor_type
+from qmlir.ir.types import tensor_type
 
 
 def dense_constant(t: torch.Tensor) -> ir.Value:
@@ -21,3 +23,18 @@ def dense_constant(t: torch.Tensor) -> ir.Value:
     else:
         attr = ir.DenseElementsAttr.get(t.numpy(), type=ty.element_type, shape=list(t.shape))
     return arith.ConstantOp(ty, attr).result
+
+
+FROZEN_ATTR = "_qmlir_frozen"
+
+
+def freeze(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Mark `t` as a compile-time constant for the qmlir importer (its value may be read by lowerings)."""
+    if t is not None:
+        setattr(t, FROZEN_ATTR, True)
+    return t
+
+
+def is_frozen(t: object) -> bool:
+    """True for a tensor marked with `freeze`."""
+    return isinstance(t, torch.Tensor) and getattr(t, FROZEN_ATTR, False)

@@ -1,11 +1,11 @@
-"""qmlir-bf16-dot-matmul: bf16 NT matmuls on the AVX512_BF16 dot-product instruction.
+"""Kernel `bf16_dot`: bf16 NT matmuls on the AVX512_BF16 dot-product instruction.
 
 A bf16 x bf16 -> f32 matmul whose right-hand operand is read as [N, K] (the NT form that
 `qmlir-fold-transpose-into-matmul` makes of a bf16 `F.linear`) has both operands contiguous
 along K. `vdpbf16ps` (`x86vector.avx512.dot`) multiplies 32 bf16 pairs and adds adjacent
 products into 16 f32 lanes, so each lane of an accumulator sums K/16 products and one
-horizontal reduction per output element finishes the sum. This pass replaces such a matmul by
-that kernel, written in upstream ops (scf, vector, x86vector) on tensors, in place:
+horizontal reduction per output element finishes the sum. This kernel replaces such a matmul by
+its body, written in upstream ops (scf, vector, x86vector) on tensors, in place:
 
     %y = linalg.matmul indexing_maps = [(m, k), (n, k), (m, n)]
            ins(%x, %w : tensor<MxKxbf16>, tensor<NxKxbf16>) outs(%acc : tensor<MxNxf32>)
@@ -21,8 +21,8 @@ becomes
       }
     }
 
-Only when the host CPU has avx512_bf16 (the CPU pipeline checks) and the sizes divide the
-tiles (K by 32, M by MR, N by NR); other bf16 matmuls keep the portable vector schedule.
+Selected only for targets with avx512_bf16 and when the sizes divide the tiles (K by 32, M by
+MR, N by NR); other bf16 matmuls keep the portable vector schedule. Config: mr, nr, nc, kc.
 """
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ import re
 
 from mlir import ir
 
-from qmlir.passes import registry
-from qmlir.passes.matmul_tiling import _largest_divisor, default_threads
-from qmlir.passes.transpose_matmul_fold import is_nt_layout
+from qmlir.ir.matmul_layout import is_nt_layout
+from qmlir.kernels.base import Kernel, largest_divisor, register_kernel, splice
 
 _KV = 32  # bf16 elements per dot
 
@@ -42,17 +41,13 @@ def _tiles(m: int, n: int, k: int, threads: int):
         return None
     mr = next(t for t in (4, 2, 1) if m % t == 0)
     nr = next((t for t in ((8, 4, 2, 1) if m == 1 else (4, 2, 1)) if n % t == 0), None)
-    nc = _largest_divisor(n, max(nr, min(256, n // max(1, threads))), nr) or n
-    kc = k if k <= 1024 else (_largest_divisor(k, 1024, _KV) or k)
+    nc = largest_divisor(n, max(nr, min(256, n // max(1, threads))), nr) or n
+    kc = k if k <= 1024 else (largest_divisor(k, 1024, _KV) or k)
     return mr, nr, nc, kc
 
 
-def kernel_text(name: str, m: int, n: int, k: int, threads: int) -> str | None:
-    """The kernel as a private function @name(x, w, acc) -> acc + x @ w^T, or None."""
-    tiles = _tiles(m, n, k, threads)
-    if tiles is None:
-        return None
-    mr, nr, nc, kc = tiles
+def kernel_text(name: str, m: int, n: int, k: int, mr: int, nr: int, nc: int, kc: int) -> str:
+    """The kernel as a private function @name(x, w, acc) -> acc + x @ w^T with these tiles."""
     nt = n // nc
     xt, wt, ct = f"tensor<{m}x{k}xbf16>", f"tensor<{n}x{k}xbf16>", f"tensor<{m}x{n}xf32>"
     bt = f"tensor<{m}x{nc}xf32>"
@@ -117,47 +112,42 @@ def kernel_text(name: str, m: int, n: int, k: int, threads: int) -> str | None:
     return text.replace("  %c0 = arith.constant 0 : index", "  %c0 = arith.constant 0 : index\n" + decl, 1)
 
 
-def _candidates(module: ir.Module):
+def select(op: ir.Operation, threads: int) -> dict | None:
+    """{mr, nr, nc, kc} for a bf16 x bf16 -> f32 NT linalg.matmul on static tensors, or None."""
+    if op.name != "linalg.matmul" or not is_nt_layout(op):
+        return None
+    types = [v.type for v in list(op.operands)[:2]] + [op.results[0].type] if op.results else []
+    if len(types) != 3 or not all(isinstance(t, ir.RankedTensorType) for t in types):
+        return None
+    a, b, c = (ir.RankedTensorType(t) for t in types)
     bf16, f32 = ir.BF16Type.get(), ir.F32Type.get()
-    for op in registry.find_ops(module, "linalg.matmul"):
-        op = op.operation if hasattr(op, "operation") else op
-        if not is_nt_layout(op):
-            continue
-        a, b = (ir.RankedTensorType(v.type) for v in op.operands[:2])
-        c = ir.RankedTensorType(op.results[0].type)
-        if a.element_type != bf16 or b.element_type != bf16 or c.element_type != f32:
-            continue
-        if not (a.has_static_shape and b.has_static_shape):
-            continue
-        yield op, a.shape[0], b.shape[0], a.shape[1]
+    if a.element_type != bf16 or b.element_type != bf16 or c.element_type != f32:
+        return None
+    if not (a.has_static_shape and b.has_static_shape):
+        return None
+    tiles = _tiles(a.shape[0], b.shape[0], a.shape[1], threads)
+    if tiles is None:
+        return None
+    return dict(zip(("mr", "nr", "nc", "kc"), tiles))
 
 
-def run(module: ir.Module, threads: int = 0) -> int:
-    """Replace eligible bf16 NT matmuls by dot-product kernels, in place; returns how many.
-    threads=0: all CPUs. (The kernel is parsed as a function and its body moved to the matmul's
-    place: the inliner refuses callees with x86vector ops, which have no inliner interface.)"""
-    threads = threads or default_threads()
-    count = 0
-    for op, m, n, k in list(_candidates(module)):
-        text = kernel_text("kernel", m, n, k, threads)
-        if text is None:
-            continue
-        parsed = ir.Module.parse(text)
-        block = parsed.body.operations[0].regions[0].blocks[0]
-        for arg, value in zip(block.arguments, list(op.operands)[:3]):
-            arg.replace_all_uses_with(value)
-        body = list(block.operations)
-        for inner in body[:-1]:
-            inner.operation.move_before(op)
-        op.results[0].replace_all_uses_with(body[-1].operands[0])
-        op.erase()
-        count += 1
-    return count
+def expand(module, chosen: list) -> int:
+    """Replace each (matmul, config) by the kernel's body, in place."""
+    for op, cfg in chosen:
+        m, k = ir.RankedTensorType(op.operands[0].type).shape
+        n = ir.RankedTensorType(op.operands[1].type).shape[0]
+        text = kernel_text("kernel", m, n, k, cfg["mr"], cfg["nr"], cfg["nc"], cfg["kc"])
+        splice(op, text, list(op.operands)[:3], returns_result=True)
+    return len(chosen)
 
 
-registry.register_pass(
-    "qmlir-bf16-dot-matmul",
-    "bf16 NT matmuls -> AVX512_BF16 dot-product kernels (x86vector.avx512.dot), threaded over N",
-    run,
-    {"threads": registry.Option(int, 0, "worker tasks (0: all CPUs)")},
-)
+KERNEL = register_kernel(Kernel(
+    name="bf16_dot",
+    summary="bf16 NT matmuls on AVX512_BF16 vdpbf16ps (x86vector.avx512.dot), threaded over N",
+    stage="tensors",
+    features=frozenset({"avx512_bf16"}),
+    priority=20,
+    ops=("linalg.matmul",),
+    select=select,
+    expand=expand,
+))
