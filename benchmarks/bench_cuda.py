@@ -18,7 +18,7 @@ import time
 import torch
 
 import qmlir
-from qmlir.runtime.cuda import compile_mlir_cuda
+from qmlir.target import compile_mlir
 
 
 def median_seconds(fn, reps: int = 20, warmup: int = 3) -> float:
@@ -56,7 +56,7 @@ func.func @int8_gemm(%x: tensor<{m}x{k}xi8>, %w: tensor<{k}x{n}xi8>) -> tensor<{
 def int8_gemm(m: int = 128, k: int = 4096, n: int = 4096):
     x = torch.randint(-128, 128, (m, k), device="cuda", dtype=torch.int8)
     w = torch.randint(-128, 128, (k, n), device="cuda", dtype=torch.int8)
-    fn = compile_mlir_cuda(INT8_GEMM.format(m=m, k=k, n=n))
+    fn = compile_mlir(INT8_GEMM.format(m=m, k=k, n=n), target="cuda")
     exact = torch.equal(fn(x, w)[0], torch._int_mm(x, w))
     return (lambda: torch._int_mm(x, w)), (lambda: fn(x, w)), f"equal to torch._int_mm: {exact}"
 

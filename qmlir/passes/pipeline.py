@@ -149,8 +149,7 @@ class Pipeline:
                 try:
                     pm.add(text)
                 except ValueError as e:
-                    msg = str(e).strip().splitlines()[0] if str(e).strip() else "invalid pass"
-                    raise PipelineError(f"unknown pass or bad options in '{text}': {msg}") from None
+                    raise _upstream_error(upstream, context, e) from None
                 upstream.clear()
 
         for stage in self.stages:
@@ -177,6 +176,18 @@ class Pipeline:
             pm.run(module.operation)
         except ir.MLIRError as e:
             raise CompileError(f"{what} failed: {e}") from None
+
+
+def _upstream_error(elements: List[str], context: ir.Context, error: ValueError) -> PipelineError:
+    """The error naming the first upstream element MLIR cannot parse on its own."""
+    for element in elements:
+        try:
+            passmanager.PassManager.parse(f"builtin.module({element})", context=context)
+        except ValueError as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else "invalid pass"
+            return PipelineError(f"unknown pass or bad options '{element}': {msg}")
+    msg = str(error).strip().splitlines()[0] if str(error).strip() else "invalid pass"
+    return PipelineError(f"unknown pass or bad options in '{','.join(elements)}': {msg}")
 
 
 def _split_nested(stage: Stage) -> List[Stage]:

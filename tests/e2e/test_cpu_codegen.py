@@ -3,8 +3,8 @@ schedule, on shapes that divide the tiles and shapes that do not. Compared with 
 import pytest
 import torch
 
-from qmlir.passes import matmul_tiling
-from qmlir.runtime.engine import compile_mlir
+from qmlir.kernels import portable as matmul_tiling
+from qmlir.target import compile_mlir
 
 LINEAR = """
 func.func @f(%x: tensor<{M}x{K}x{T}>, %w: tensor<{N}x{K}x{T}>) -> tensor<{M}x{N}x{T}> {{
@@ -58,7 +58,7 @@ def test_nt_linear_single_thread(monkeypatch):
 @pytest.mark.parametrize("dot", [True, False], ids=["avx512bf16-dot", "portable"])
 @pytest.mark.parametrize("m,n,k", [(32, 64, 256), (1, 512, 2048), (3, 6, 96), (128, 512, 1024)])
 def test_nt_linear_bf16_accumulates_in_f32(monkeypatch, dot, m, n, k):
-    from qmlir.passes import cpu_features
+    from qmlir.target import host as cpu_features
     if dot and not cpu_features.has("avx512_bf16"):
         pytest.skip("this CPU has no AVX512_BF16")
     monkeypatch.setenv("QMLIR_CPU_DISABLE", "" if dot else "avx512_bf16")
@@ -149,7 +149,7 @@ func.func @f(%x: tensor<{M}x{K}xi8>, %w: tensor<{K}x{N}xi8>) -> tensor<{M}x{N}xi
 @pytest.mark.parametrize("m,n,k", [(8, 128, 64), (1, 256, 4096), (6, 64, 12), (128, 512, 3072), (5, 48, 20)])
 def test_int8_matmul_is_exact(monkeypatch, vnni, m, n, k):
     """i8 x i8 -> i32 (W8A8's product): exact, extremes included (-128 * -128 sums)."""
-    from qmlir.passes import cpu_features
+    from qmlir.target import host as cpu_features
     if vnni and not cpu_features.has("avx512_vnni"):
         pytest.skip("this CPU has no AVX512_VNNI")
     monkeypatch.setenv("QMLIR_CPU_DISABLE", "" if vnni else "avx512_vnni")

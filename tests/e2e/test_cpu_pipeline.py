@@ -1,7 +1,7 @@
 """The CPU pipeline on IR that qmlir-opt / qmlir-run users may write by hand."""
 import torch
 
-from qmlir.runtime.engine import compile_mlir
+from qmlir.target import compile_mlir
 
 
 def test_transposed_matmul_layout_runs_on_the_safe_path():

@@ -2,8 +2,8 @@
 pipeline and computes the same result; other IR, other settings, or a broken entry miss."""
 import torch
 
-from qmlir.runtime import disk_cache
-from qmlir.runtime.engine import compile_mlir
+from qmlir.target import disk_cache
+from qmlir.target import compile_mlir
 
 SRC = """
 func.func @f(%x: tensor<4x64xf32>, %w: tensor<32x64xf32>) -> tensor<4x32xf32> {
@@ -22,7 +22,7 @@ def test_second_compile_hits_and_agrees(tmp_path, monkeypatch):
     x, w = torch.randn(4, 64), torch.randn(32, 64)
     first = compile_mlir(SRC)
     assert not first.cache_hit
-    assert len(list(tmp_path.glob("*.mlirbc"))) == 1
+    assert len(list(tmp_path.glob("*.qmlir-artifact"))) == 1
     second = compile_mlir(SRC)
     assert second.cache_hit
     torch.testing.assert_close(second(x, w)[0], first(x, w)[0], rtol=0, atol=0)
@@ -41,7 +41,7 @@ def test_settings_are_part_of_the_key(tmp_path, monkeypatch):
 def test_broken_entry_is_a_miss(tmp_path, monkeypatch):
     monkeypatch.setenv("QMLIR_CACHE_DIR", str(tmp_path))
     compile_mlir(SRC)
-    (entry,) = tmp_path.glob("*.mlirbc")
+    (entry,) = tmp_path.glob("*.qmlir-artifact")
     entry.write_bytes(b"not bytecode")
     again = compile_mlir(SRC)
     assert not again.cache_hit

@@ -62,8 +62,8 @@ def test_wrong_shape_or_dtype_is_a_clear_error():
 
 def test_compiled_function_checks_its_inputs():
     graph = qmlir.import_model(torch.nn.ReLU(), (torch.randn(3),))
-    from qmlir.runtime.engine import compile_graph
-    fn = compile_graph(graph)
+    from qmlir.target import build
+    fn = build(graph.mlir, entry=graph.func_name)
     assert torch.equal(fn(torch.tensor([-1.0, 0.0, 2.0]))[0], torch.tensor([0.0, 0.0, 2.0]))
     with pytest.raises(qmlir.InputMismatchError, match="takes 1 tensor"):
         fn()

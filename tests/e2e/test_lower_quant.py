@@ -5,7 +5,7 @@ import pytest
 import torch
 from mlir import ir, passmanager
 
-from qmlir.runtime.engine import compile_mlir, compile_module
+from qmlir.target import compile_mlir
 
 TIES_AND_RANGE = np.array([-1e6, -70.0, -1.25, -0.75, -0.25, 0.0, 0.25, 0.75, 1.25, 2.5, 63.5, 70.0, 1e6,
                            float("nan")], dtype=np.float32)
@@ -86,7 +86,7 @@ def test_upstream_lower_quant_ops_truncates_and_wraps():
         passmanager.PassManager.parse(
             "builtin.module(func.func(lower-quant-ops),strip-func-quant-types,canonicalize,"
             "func.func(convert-elementwise-to-linalg))").run(m.operation)
-        upstream = compile_module(m)(x)[0].numpy().astype(np.int64)
+        upstream = compile_mlir(str(m))(x)[0].numpy().astype(np.int64)
     ours = compile_mlir(src.replace("14", "13"))(x)[0].numpy().astype(np.int64)
     np.testing.assert_array_equal(ours, quantize_ref(x.numpy(), 0.5, 3, -128, 127))
     # -1.25 / 0.5 + 3 = 0.5: upstream truncates to 0; round-half-even of -2.5 is -2, + 3 = 1

@@ -9,7 +9,7 @@ from mlir import ir
 
 from qmlir.passes import fuse_quantized_matmul, quantize_matmul, split_outliers
 from qmlir.ir.quant import QuantPassError
-from qmlir.runtime.engine import compile_module
+from qmlir.target import compile_mlir
 
 M, K, N = 32, 256, 64
 
@@ -33,7 +33,7 @@ def run_with(src: str, x: np.ndarray, *passes) -> np.ndarray:
         module = ir.Module.parse(src)
         for fn, kw in passes:
             assert fn(module, **kw) >= 1
-        compiled = compile_module(module)
+        compiled = compile_mlir(str(module))
     return compiled(torch.from_numpy(x))[0].numpy()
 
 
@@ -99,7 +99,7 @@ def test_fuse_with_activation_zero_point(data):
             module = ir.Module.parse(asym)
             if fuse:
                 assert fuse_quantized_matmul.run(module) == 1
-            ys.append(compile_module(module)(torch.from_numpy(x))[0].numpy())
+            ys.append(compile_mlir(str(module))(torch.from_numpy(x))[0].numpy())
     np.testing.assert_allclose(ys[1], ys[0], rtol=1e-5, atol=1e-5 * np.abs(ys[0]).max())
 
 
@@ -191,7 +191,7 @@ def test_mixed_precision_conv_from_an_imported_model():
     with ir.Context(), ir.Location.unknown():
         module = ir.Module.parse(graph.mlir)
         assert mixed_precision.run(module, type="bf16") == 1
-        compiled = compile_module(module)
+        compiled = compile_mlir(str(module))
     out = compiled(conv.weight.detach(), conv.bias.detach(), x)[0] if graph.inputs[0].shape == (8, 3, 3, 3) \
         else compiled(x, conv.weight.detach(), conv.bias.detach())[0]
     ref = torch.nn.functional.conv2d(x.bfloat16().float(), conv.weight.detach().bfloat16().float(), conv.bias.detach(),

@@ -84,7 +84,7 @@ def test_passes_run_the_same_from_every_door(tmp_path):
 
 
 def test_a_bad_pipeline_is_a_clear_error():
-    from qmlir.passes.pipeline_text import PipelineError
+    from qmlir.passes.pipeline import PipelineError
     with pytest.raises(qmlir.QmlirError, match="qmlir-mixed-precision: option 'type' must be one of"):
         qmlir.compile(FunctionModule(torch.relu), (torch.randn(3),), passes="qmlir-mixed-precision{type=f8}")
     with pytest.raises(PipelineError, match="unbalanced"):

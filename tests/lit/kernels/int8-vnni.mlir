@@ -1,11 +1,12 @@
-// RUN: qmlir-opt %s --split-input-file --qmlir-int8-dot-matmul='threads=2' | FileCheck %s
-// RUN: qmlir-opt %s --split-input-file --one-shot-bufferize='bufferize-function-boundaries=1' --qmlir-int8-dot-matmul='threads=2' | FileCheck %s --check-prefix=BUF
+// RUN: qmlir-opt %s --split-input-file --qmlir-select-kernels='features=avx512_vnni threads=2' | FileCheck %s
+// RUN: qmlir-opt %s --split-input-file --qmlir-select-kernels='features=avx512_vnni threads=2' --one-shot-bufferize='bufferize-function-boundaries=1' --qmlir-expand-kernels='stage=buffers' | FileCheck %s --check-prefix=BUF
 
-// On tensors the pass only tags the matmul (bufferization rejects the intrinsic call);
+// On tensors selection records the choice (bufferization rejects the intrinsic call, so the
+// kernel expands at the buffers stage; the attribute survives bufferization on the op);
 // on buffers it becomes the VNNI kernel: panels packed with shuffles and column sums,
 // vpdpbusd on (x xor 0x80) and the packed weights, 128 x column sum subtracted.
 // CHECK-LABEL: func.func @w8a8
-// CHECK: linalg.matmul {qmlir.vnni}
+// CHECK: linalg.matmul {qmlir.kernel = {kc = 64 : i64, mr = 4 : i64, name = "int8_vnni", nc = 64 : i64}}
 // BUF-LABEL: func.func @w8a8
 // BUF-NOT: linalg.matmul
 // BUF: scf.forall (%{{.+}}) in (2)
@@ -27,11 +28,11 @@ func.func @w8a8(%x: tensor<8x64xi8>, %w: tensor<64x128xi8>) -> tensor<8x128xi32>
 
 // -----
 
-// N not a multiple of 64 columns: left to the portable schedule.
+// N not a multiple of 64 columns: left to the portable schedule (expanded at the tensors stage).
 // CHECK-LABEL: func.func @narrow
-// CHECK: linalg.matmul ins
+// CHECK: linalg.matmul {qmlir.kernel = {name = "portable", nc = 0 : i64, schedule = "outer", tiles = array<i64: 1, 16, 1>}}
 // BUF-LABEL: func.func @narrow
-// BUF: linalg.matmul ins
+// BUF: linalg.matmul {qmlir.kernel = {name = "portable"
 func.func @narrow(%x: tensor<8x64xi8>, %w: tensor<64x48xi8>) -> tensor<8x48xi32> {
   %z = arith.constant 0 : i32
   %e = tensor.empty() : tensor<8x48xi32>
