@@ -93,7 +93,7 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
             return make_boxed_func(gm.forward)
         t1 = time.perf_counter()
         try:
-            fn = build(graph.mlir, target, entry=graph.func_name)
+            fn = build(graph.mlir, target, entry=graph.func_name, specs=(graph.inputs, graph.outputs))
         except Exception as e:  # a lowering failure must not take the user's program down
             if strict:
                 raise

@@ -19,11 +19,11 @@ import threading
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 from mlir import ir
 
-from qmlir.ir.specs import entry_function, function_name, function_specs
+from qmlir.ir.specs import TensorSpec, entry_function, function_name, function_specs
 from qmlir.passes import gpu_device_buffers
 from qmlir.runtime.artifact import Artifact, ArtifactError
 from qmlir.target import disk_cache
@@ -98,15 +98,24 @@ def _source_text(source: Union[str, ir.Module]) -> str:
     return source if isinstance(source, str) else str(source)
 
 
+Specs = Optional[Tuple[Sequence[TensorSpec], Sequence[TensorSpec]]]
+
+
+def _specs_text(specs: Specs) -> str:
+    return "" if specs is None else " ".join(str(s) for s in specs[0]) + " -> " + " ".join(str(s) for s in specs[1])
+
+
 def compile_module(source: Union[str, ir.Module], target: Union[Target, str, None] = None,
-                   entry: Optional[str] = None) -> Artifact:
+                   entry: Optional[str] = None, specs: Specs = None) -> Artifact:
     """Lower the tensor-level module `source` (IR text, or a module: it is not changed) for
     `target` into an artifact for its entry function (`entry`, else the only public one, else
-    `forward`). Uses the disk cache."""
+    `forward`). `specs` (inputs, outputs) give the torch dtypes where the IR cannot (a bool
+    tensor is stored as i8); by default they are read off the function type. Uses the disk cache."""
     target = as_target(target)
     text = _source_text(source)
     pipeline = target.pipeline()
-    key = disk_cache.key(text, f"{target.text()}\n{pipeline}\n{entry}", code_fingerprint(fingerprint_modules(target)))
+    key = disk_cache.key(text, f"{target.text()}\n{pipeline}\n{entry}\n{_specs_text(specs)}",
+                         code_fingerprint(fingerprint_modules(target)))
     cached = disk_cache.load(key)
     if cached is not None:
         try:
@@ -123,6 +132,11 @@ def compile_module(source: Union[str, ir.Module], target: Union[Target, str, Non
         fn = entry_function(module, entry)
         name = function_name(fn)
         inputs, outputs = function_specs(fn)
+        if specs is not None:
+            if [s.shape for s in specs[0]] != [s.shape for s in inputs] or \
+                    [s.shape for s in specs[1]] != [s.shape for s in outputs]:
+                raise ArtifactError(f"the given specs {_specs_text(specs)} do not match @{name}'s type")
+            inputs, outputs = list(specs[0]), list(specs[1])
         fn.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
         pipeline.run(module, f"{target.kind} pipeline")
         extras: dict = {}
@@ -174,17 +188,17 @@ def load(artifact: Artifact, **kwargs) -> Callable:
 
 
 def build(source: Union[str, ir.Module], target: Union[Target, str, None] = None, entry: Optional[str] = None,
-          device=None) -> Callable:
+          device=None, specs: Specs = None) -> Callable:
     """compile_module + load, reusing a function already loaded from the same IR for the same
     target (and device) in this process."""
     target = as_target(target, device)
     text = _source_text(source)
-    key = (target.text(), hashlib.sha256(text.encode()).hexdigest(), entry, str(device))
+    key = (target.text(), hashlib.sha256(text.encode()).hexdigest(), entry, str(device), _specs_text(specs))
     with _LOCK:
         hit = _LOADED.get(key)
     if hit is not None:
         return hit
-    art = compile_module(text, target, entry)
+    art = compile_module(text, target, entry, specs)
     fn = target.load(art, device=device) if target.kind == "cuda" else target.load(art)
     with _LOCK:
         _LOADED[key] = fn
