@@ -10,7 +10,7 @@ below 2^53, then i32), and every float step is the one the IR performs, in f32, 
 order (quantize: x / s, round half to even, + zp, saturate, NaN -> zp; rescale: f32(acc -
 zp * colsum) * (s_x * s_w), summed over weight groups in order).
 
-x is 2-D [M, K]; weights are [Kp, N] storage (see weights.py), x is zero-padded to Kp.
+x is 2-D [M, K]; weights are [Kp, N] storage (see quant_storage.py), x is zero-padded to Kp.
 """
 from __future__ import annotations
 

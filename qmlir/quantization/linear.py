@@ -1,7 +1,7 @@
 """`QuantizedLinear`: what `qmlir.quantize` puts in place of an `nn.Linear`.
 
 It holds integer weight storage and quantization parameters as buffers and calls one of the
-`torch.ops.qmlir` custom ops (ops.py). Buffers whose values the compiler must know (scales,
+`torch.ops.qmlir` custom ops (qmlir/ir/quant_ops.py). Buffers whose values the compiler must know (scales,
 outlier channel indices) are marked as compile-time constants: the TorchDynamo backend hands
 their values to the importer, which writes them into `!quant.uniform` types and constants.
 """
