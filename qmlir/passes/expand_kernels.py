@@ -39,7 +39,9 @@ def run(module, stage: str = "tensors") -> int:
             try:
                 count += kernel.expand(module, by_kernel[kernel.name])
             except (KeyError, TypeError) as e:
-                raise CompileError(f"kernel {kernel.name}: bad qmlir.kernel config ({type(e).__name__}: {e})") from None
+                where = by_kernel[kernel.name][0][0].location
+                raise CompileError(f"{where}: kernel {kernel.name}: bad qmlir.kernel config "
+                                   f"({type(e).__name__}: {e})") from None
     return count
 
 

@@ -41,6 +41,7 @@ class Artifact:
             "version": _VERSION, "kind": self.kind, "target": self.target, "func_name": self.func_name,
             "inputs": [s.to_json() for s in self.inputs], "outputs": [s.to_json() for s in self.outputs],
             "libraries": list(self.libraries), "extras": self.extras, "lower_seconds": self.lower_seconds,
+            "bytecode_bytes": len(self.bytecode),
         }).encode()
         return _MAGIC + struct.pack("<Q", len(header)) + header + self.bytecode
 
@@ -56,11 +57,16 @@ class Artifact:
             h = json.loads(data[start:start + n].decode())
             if h.get("version") != _VERSION:
                 raise ArtifactError(f"qmlir artifact version {h.get('version')}, this qmlir reads {_VERSION}")
+            if len(data) - start - n != h["bytecode_bytes"]:
+                raise ArtifactError(f"truncated qmlir artifact: {len(data) - start - n} of {h['bytecode_bytes']} "
+                                    "bytes of its module")
             return Artifact(h["kind"], h["target"], h["func_name"],
                             tuple(TensorSpec.from_json(s) for s in h["inputs"]),
                             tuple(TensorSpec.from_json(s) for s in h["outputs"]),
                             data[start + n:], tuple(h["libraries"]), dict(h["extras"]), float(h["lower_seconds"]))
-        except (ValueError, KeyError, TypeError) as e:
+        except ArtifactError:
+            raise
+        except (ValueError, KeyError, TypeError, QmlirError) as e:
             raise ArtifactError(f"corrupt qmlir artifact header ({type(e).__name__}: {e})") from None
 
     def __repr__(self) -> str:

@@ -47,7 +47,8 @@ class Target:
 
     @staticmethod
     def parse(text: str) -> "Target":
-        """'cpu', 'cuda', or either with options: 'cpu{features=avx512_bf16,avx512_vnni threads=2}'."""
+        """'cpu', 'cuda', or either with options: 'cpu{features=avx512_bf16,avx512_vnni threads=2}'
+        (features=host / threads=host, or leaving them out: the running machine's)."""
         text = text.strip()
         name, brace, rest = text.partition("{")
         name = name.strip()
@@ -60,7 +61,8 @@ class Target:
                 raise TargetError(f"cpu target: unknown option(s) {', '.join(sorted(extra))} (options: features, threads)")
             feats = None if opts.get("features", "host") == "host" else \
                 [f for f in opts["features"].split(",") if f]
-            return CpuTarget.of(feats, _int(opts.get("threads", "0"), "cpu target: threads") or None)
+            threads = opts.get("threads", "host")
+            return CpuTarget.of(feats, None if threads == "host" else _int(threads, "cpu target: threads"))
         if name == "cuda":
             known = {"chip", "features", "format", "block-size", "opt-level", "toolkit"}
             extra = set(opts) - known
@@ -180,9 +182,8 @@ class CudaTarget(Target):
                           default_toolkit() if toolkit is None else toolkit)
 
     def text(self) -> str:
-        tk = f" toolkit={self.toolkit}" if self.toolkit else ""
         return (f"cuda{{chip={self.chip} features={self.features} format={self.format} "
-                f"block-size={self.block_size} opt-level={self.opt_level}{tk}}}")
+                f"block-size={self.block_size} opt-level={self.opt_level} toolkit={self.toolkit}}}")
 
     def pipeline(self) -> Pipeline:
         return Pipeline.of(*cuda_stages(self.chip, self.features, self.opt_level, self.format,
@@ -217,7 +218,8 @@ def as_target(value: Union[Target, str, None], device=None) -> Target:
 
 
 def _lower_to_cpu(features: str, threads: int) -> list:
-    t = Target.parse(f"cpu{{features={features} threads={threads}}}")
+    feats = None if features == "host" else [f for f in features.split(",") if f]
+    t = CpuTarget.of(feats, threads or None)
     return [str(t.pipeline())[len("builtin.module("):-1]]
 
 

@@ -24,6 +24,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 from mlir import ir
 
 from qmlir.ir.specs import TensorSpec, entry_function, function_name, function_specs
+from qmlir.ir.walk import contains
 from qmlir.passes import gpu_device_buffers
 from qmlir.runtime.artifact import Artifact, ArtifactError
 from qmlir.target import disk_cache
@@ -53,7 +54,8 @@ def _qmlir_imports(path: Path, package: str) -> set:
                 base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
             if base.split(".")[0] != "qmlir":
                 continue
-            names.add(base)
+            if base != "qmlir":  # `from qmlir import kernels` imports qmlir.kernels, not the whole API
+                names.add(base)
             for a in node.names:
                 if _module_file(f"{base}.{a.name}") is not None:
                     names.add(f"{base}.{a.name}")
@@ -159,12 +161,12 @@ def compile_module(source: Union[str, ir.Module], target: Union[Target, str, Non
 
 
 def _calls_async_runtime(module: ir.Module) -> bool:
-    """True when a lowered module calls MLIR's async runtime (its library must be loaded)."""
-    for op in module.body.operations:
-        if op.operation.name == "llvm.func" and \
-                ir.StringAttr(op.operation.attributes["sym_name"]).value.startswith("mlirAsyncRuntime"):
-            return True
-    return False
+    """True when a lowered module calls MLIR's async runtime (its library must be loaded);
+    convert-async-to-llvm declares the runtime's functions whether or not anything calls them."""
+    def calls(op):
+        return op.name == "llvm.call" and "callee" in op.attributes and \
+            ir.FlatSymbolRefAttr(op.attributes["callee"]).value.startswith("mlirAsyncRuntime")
+    return contains(module, calls)
 
 
 def kernel_ptx(module: ir.Module) -> str:
