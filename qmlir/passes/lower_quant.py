@@ -24,6 +24,9 @@ symmetric sub-channel types, the usual ones, are fine.)
 
 Function arguments and results of quantized type become their storage type
 (upstream `strip-func-quant-types`); `quant.scast` pairs left over fold away.
+
+The two rewrites are a `RewritePatternSet` (one pattern per op), applied with MLIR's walk-based
+driver (`walk_and_apply_patterns`: each op once, no folding, so the IR is exactly the rewrites').
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from typing import List, Optional
 
 import numpy as np
 from mlir import ir, passmanager
+from mlir.rewrite import RewritePatternSet, walk_and_apply_patterns
 from mlir.dialects import arith, linalg, tensor
 from mlir.dialects import math as m
 from mlir.dialects import quant
@@ -157,29 +161,45 @@ def _scast(v: ir.Value, to: ir.Type) -> ir.Value:
     return ir.Operation.create("quant.scast", results=[to], operands=[v]).result
 
 
+def _lower_qcast(op, rewriter) -> None:
+    src, res = op.operands[0], op.results[0]
+    shape = list(ir.RankedTensorType(src.type).shape)
+    with rewriter.ip, op.location:
+        p = _params(ir.RankedTensorType(res.type).element_type, shape, op.location)
+        new = _scast(_quantize(src, p), res.type)
+    rewriter.replace_op(op, [new])
+
+
+def _lower_dcast(op, rewriter) -> None:
+    src = op.operands[0]
+    shape = list(ir.RankedTensorType(src.type).shape)
+    with rewriter.ip, op.location:
+        p = _params(ir.RankedTensorType(src.type).element_type, shape, op.location)
+        new = _dequantize(_scast(src, ir.RankedTensorType.get(shape, p.storage)), p)
+    rewriter.replace_op(op, [new])
+
+
+def _patterns(context: ir.Context):
+    patterns = RewritePatternSet(context)
+    patterns.add("quant.qcast", _lower_qcast)
+    patterns.add("quant.dcast", _lower_dcast)
+    return patterns.freeze()
+
+
 def run(module: ir.Module) -> int:
     """Lower every qcast/dcast in `module`; returns how many were lowered. A module without
     quant ops or types is left as it is."""
     targets = registry.find_ops(module, "quant.qcast", "quant.dcast")
     if not targets and not any("!quant." in str(fn.attributes["function_type"]) for fn in functions(module)):
         return 0
-    for op in targets:
-        src, res = op.operands[0], op.results[0]
+    for op in targets:  # check everything before rewriting anything (a pattern must not raise)
+        src = op.operands[0]
         if not isinstance(src.type, ir.RankedTensorType):
             raise QuantLoweringError(f"{op.location}: '{op.name}' on a {src.type}: only ranked tensors are lowered")
-        shape = list(ir.RankedTensorType(src.type).shape)
-        with op.location, ir.InsertionPoint(op):
-            if op.name == "quant.qcast":
-                qtensor = ir.RankedTensorType(res.type)
-                p = _params(qtensor.element_type, shape, op.location)
-                new = _scast(_quantize(src, p), res.type)
-            else:
-                qtensor = ir.RankedTensorType(src.type)
-                p = _params(qtensor.element_type, shape, op.location)
-                storage = _scast(src, ir.RankedTensorType.get(shape, p.storage))
-                new = _dequantize(storage, p)
-        res.replace_all_uses_with(new)
-        op.erase()
+        qt = op.results[0].type if op.name == "quant.qcast" else src.type
+        _params(ir.RankedTensorType(qt).element_type, list(ir.RankedTensorType(src.type).shape), op.location)
+    if targets:
+        walk_and_apply_patterns(module.operation, _patterns(module.context))
     pm = passmanager.PassManager.parse("builtin.module(strip-func-quant-types,canonicalize)", context=module.context)
     pm.run(module.operation)
     leftover = []
