@@ -6,6 +6,7 @@
 """
 from qmlir.errors import (
     CompileError,
+    IndexOutOfRangeError,
     CudaUnavailableError,
     InputMismatchError,
     QmlirError,
@@ -34,7 +35,7 @@ def supported_ops() -> list:
 
 
 __all__ = [
-    "CompileError", "CompiledModule", "CudaUnavailableError", "InputMismatchError", "QmlirError", "UnsupportedOp",
+    "CompileError", "CompiledModule", "IndexOutOfRangeError", "CudaUnavailableError", "InputMismatchError", "QmlirError", "UnsupportedOp",
     "UnsupportedOpError", "Target", "backend", "compile", "import_graph", "import_model", "qmlir_backend", "supported_ops",
     "CalibrationError", "QuantConfig", "QuantConfigError", "QuantizationError", "load_quantized", "quantize",
     "save_quantized",

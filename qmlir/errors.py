@@ -42,3 +42,9 @@ class CompileError(QmlirError):
 
 class CudaUnavailableError(QmlirError):
     """target='cuda' on a machine without a usable CUDA device, driver or CUDA build of torch."""
+
+
+class IndexOutOfRangeError(QmlirError, IndexError):
+    """A compiled gather read at an index outside its source (as PyTorch raises IndexError): the
+    message names the op, its node and source line, and the index. Nothing was read out of bounds
+    (the read is clamped in range and the results are discarded)."""

@@ -1,28 +1,35 @@
 """Gathers: embedding, advanced indexing (index.Tensor), gather, index_select. Each is a
-linalg.generic over the output whose body reads the source with tensor.extract."""
+linalg.generic over the output whose body reads the source with tensor.extract.
+
+Indices come from data, so they are bounds-checked (qmlir/ir/checks.py): the read is at the index
+clamped into range (never out of bounds), and a run-time check over the index tensor makes the
+call raise `qmlir.IndexOutOfRangeError` as eager raises IndexError. Negative indices follow
+PyTorch: advanced indexing wraps them (-1 is the last), embedding, index_select and gather
+reject them."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
 from mlir import ir
-from mlir.dialects import arith, tensor
+from mlir.dialects import tensor
 
-from qmlir.ir.builders import loop_index, const, empty, generic, shape_of
 from qmlir.dialect_ops.registry import lowering
 from qmlir.errors import UnsupportedOp
+from qmlir.ir.builders import empty, generic, loop_index, shape_of
+from qmlir.ir.checks import clamp_index, index_range_check
 from qmlir.ir.types import element_type
 
 aten = torch.ops.aten
 
 
-def _as_index(v: ir.Value, size: int) -> ir.Value:
-    """An integer index as `index`, with negative values wrapped like torch (i + size)."""
-    if ir.IntegerType(v.type).width != 64:
-        v = arith.extsi(ir.IntegerType.get_signless(64), v)
-    wrapped = arith.select(arith.cmpi(arith.CmpIPredicate.slt, v, const(0, v.type)),
-                           arith.addi(v, const(size, v.type)), v)
-    return arith.index_cast(ir.IndexType.get(), wrapped)
+def _checked(ctx, node, indices: ir.Value, size: int, dim: int, wrap_negative: bool) -> None:
+    """Bounds-check `indices` against a source dimension of `size` (the lowering clamps the read)."""
+    if size == 0:
+        raise UnsupportedOp(node, f"indexing into dimension {dim} of size 0")
+    lo = -size if wrap_negative else 0
+    ctx.add_check(node, index_range_check(indices, lo, size),
+                  f"index {{index}} is out of bounds for dimension {dim} with size {size}")
 
 
 def _map(shape: Sequence[int], target: Sequence[int], offset: int, rank: int) -> ir.AffineMap:
@@ -49,9 +56,10 @@ def _gather_generic(out_node, src: ir.Value, index_inputs, index_maps, coords) -
 def embedding(ctx, node, weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False):
     rows = shape_of(weight)[0]
     r = len(shape_of(indices))
+    _checked(ctx, node, indices, rows, 0, wrap_negative=False)
     m = ir.AffineMap.get(r + 1, 0, [ir.AffineDimExpr.get(i) for i in range(r)])
     return _gather_generic(node, weight, [indices], [m],
-                           lambda a: [_as_index(a[0], rows), loop_index(r)])
+                           lambda a: [clamp_index(a[0], rows, False), loop_index(r)])
 
 
 @lowering(aten.index_select.default)
@@ -59,9 +67,11 @@ def index_select(ctx, node, x, dim, index):
     shape = shape_of(x)
     d = dim % len(shape)
     rank = len(shape)
+    _checked(ctx, node, index, shape[d], d, wrap_negative=False)
     m = ir.AffineMap.get(rank, 0, [ir.AffineDimExpr.get(d)])
     return _gather_generic(node, x, [index], [m],
-                           lambda a: [_as_index(a[0], shape[d]) if i == d else loop_index(i) for i in range(rank)])
+                           lambda a: [clamp_index(a[0], shape[d], False) if i == d else loop_index(i)
+                                      for i in range(rank)])
 
 
 @lowering(aten.gather.default)
@@ -70,8 +80,10 @@ def gather(ctx, node, x, dim, index, sparse_grad=False):
     rank = len(shape)
     d = dim % rank
     identity = ir.AffineMap.get_identity(rank)
+    _checked(ctx, node, index, shape[d], d, wrap_negative=False)
     return _gather_generic(node, x, [index], [identity],
-                           lambda a: [_as_index(a[0], shape[d]) if i == d else loop_index(i) for i in range(rank)])
+                           lambda a: [clamp_index(a[0], shape[d], False) if i == d else loop_index(i)
+                                      for i in range(rank)])
 
 
 @lowering(aten.index.Tensor)
@@ -94,10 +106,13 @@ def index(ctx, node, x, indices):
     # output dims that walk the un-indexed source dims, in order
     free_out = [d for d in range(rank) if not (b_offset <= d < b_offset + b_rank)]
     free_src = [d for d in range(len(shape)) if d not in pos]
+    for i in pos:
+        _checked(ctx, node, indices[i], shape[i], i, wrap_negative=True)
 
     def coords(a):
         it = iter(a)
         where = dict(zip(free_src, free_out))
-        return [_as_index(next(it), shape[d]) if d in pos else loop_index(where[d]) for d in range(len(shape))]
+        return [clamp_index(next(it), shape[d], True) if d in pos else loop_index(where[d])
+                for d in range(len(shape))]
 
     return _gather_generic(node, x, [indices[i] for i in pos], maps, coords)

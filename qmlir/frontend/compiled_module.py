@@ -32,13 +32,13 @@ class CompiledModule:
     at each call, so weights are not copied and in-place weight updates are seen."""
 
     def __init__(self, model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None = None,
-                 passes: str | None = None, target: Union[Target, str, None] = None):
+                 passes: str | None = None, target: Union[Target, str, None] = None, bounds_checks: bool = True):
         kwargs = dict(example_kwargs or {})
         self.graphs: List = []  # one CompiledGraph per captured graph (one, with fullgraph)
         self._signature = _signature(tuple(example_inputs), kwargs)
         self._model = model
         self._compiled = torch.compile(model, backend=make_backend(strict=True, on_compile=self.graphs.append, passes=passes,
-                                                                target=target),
+                                                                target=target, bounds_checks=bounds_checks),
                                        fullgraph=True, dynamic=False)
         self._target = as_target(target)
         t0 = time.perf_counter()
@@ -111,7 +111,7 @@ def import_model(model: torch.nn.Module, example_inputs: tuple = (), example_kwa
 
 def compile(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: dict | None = None,
             passes: str | None = None, target: Union[Target, str, None] = None,
-            emit: str | None = None) -> CompiledModule | str:
+            emit: str | None = None, bounds_checks: bool = True) -> CompiledModule | str:
     """Compile `model` for the shapes and dtypes of `example_inputs` (strict: unsupported ops
     raise `UnsupportedOpError` naming all of them). `passes` is a qmlir-opt pipeline run on the
     imported IR before lowering (e.g. "qmlir-mixed-precision{type=bf16}").
@@ -119,7 +119,8 @@ def compile(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: 
     target: a qmlir.Target or its text ("cpu", the default: the running CPU; "cuda": GPU kernels,
     inputs and outputs are CUDA tensors, `CudaUnavailableError` when there is no device).
     emit="ptx" (with a cuda target): return the kernels' PTX text (sm_90 unless the target says
-    otherwise) instead of a callable; needs no GPU."""
+    otherwise) instead of a callable; needs no GPU.
+    bounds_checks=False: no run-time index checks (see qmlir.backend)."""
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     if emit is not None:
@@ -137,7 +138,7 @@ def compile(model: torch.nn.Module, example_inputs: tuple = (), example_kwargs: 
             if isinstance(x, torch.Tensor) and x.device.type != "cuda":
                 raise InputMismatchError(f"target='cuda': example input #{i} is on {x.device}; pass CUDA tensors "
                                          "(and a model on the GPU: model.cuda())")
-    return CompiledModule(model, tuple(example_inputs), example_kwargs, passes, target)
+    return CompiledModule(model, tuple(example_inputs), example_kwargs, passes, target, bounds_checks)
 
 
 def _emit_ptx(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None, passes: str | None,

@@ -57,7 +57,7 @@ class CompiledGraph:
 
 def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph], None]] = None,
             on_import: Optional[Callable[[ImportedGraph], None]] = None, passes: Optional[str] = None,
-            target: Union[Target, str, None] = None) -> Callable:
+            target: Union[Target, str, None] = None, bounds_checks: bool = True) -> Callable:
     """A configured backend: `torch.compile(model, backend=qmlir.backend(strict=True))`.
 
     passes: a qmlir-opt pipeline run on each imported graph before lowering, e.g.
@@ -66,6 +66,9 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
     on_import: graphs are only imported (handed to it) and then run eagerly: nothing is lowered.
     target: a qmlir.Target or its text: "cpu" (the running CPU; the default) or "cuda"
         (NVVM/PTX kernels, CUDA tensors in and out), e.g. qmlir.Target.cpu(features=()).
+    bounds_checks: an index read from data (embedding, gather, index ...) out of range raises
+        qmlir.IndexOutOfRangeError (an IndexError) as eager does; False skips the checks for
+        inputs known to be in range (reads stay in bounds; a bad index then gives a wrong value).
     """
     target = as_target(target)
     # a malformed pipeline or an unknown pass or option fails here, at once
@@ -74,7 +77,7 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
     def fw_compiler(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor], frozen: Dict[int, torch.Tensor]):
         t0 = time.perf_counter()
         try:
-            graph = import_graph(gm, constants=_constants(gm, example_inputs, frozen))
+            graph = import_graph(gm, constants=_constants(gm, example_inputs, frozen), bounds_checks=bounds_checks)
         except UnsupportedOpError as e:
             if strict:
                 raise

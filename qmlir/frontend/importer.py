@@ -21,6 +21,7 @@ from qmlir import dialect_ops  # noqa: F401  (registers every lowering)
 from qmlir.dialect_ops import registry
 from qmlir.ir.constants import dense_constant
 from qmlir.errors import UnsupportedOp, UnsupportedOpError
+from qmlir.ir.checks import CHECKS_ATTR
 from qmlir.ir.specs import TensorSpec
 from qmlir.ir.types import SUPPORTED_DTYPES, tensor_type
 
@@ -54,6 +55,16 @@ class ImportContext:
     module: ir.Module
     values: Dict[torch.fx.Node, Any] = field(default_factory=dict)
     constants: Dict[torch.fx.Node, torch.Tensor] = field(default_factory=dict)
+    bounds_checks: bool = True
+    checks: List[tuple] = field(default_factory=list)  # (message template, tensor<2xi64> value)
+
+    def add_check(self, node: torch.fx.Node, value: Any, detail: str) -> None:
+        """A run-time check (qmlir/ir/checks.py) of `node`: `value` is its tensor<2xi64>
+        [failures, a failing value]; `detail` says what failed, with `{index}` for the value.
+        Dropped when the graph is imported with bounds_checks=False."""
+        if self.bounds_checks:
+            self.checks.append((f"{registry.op_name(node.target)} at node '{node.name}'{_where(node)}: {detail}",
+                                value))
 
     def meta(self, node: torch.fx.Node) -> Any:
         return node.meta["val"]
@@ -72,6 +83,13 @@ class ImportContext:
                 return value.detach().to(torch.float64 if value.is_floating_point() else torch.int64).numpy()
         raise UnsupportedOp(node, f"{what} must be known at compile time (a buffer of a qmlir-quantized "
                                   "module); here it is a run-time value")
+
+
+def _where(node: torch.fx.Node) -> str:
+    """' (file.py:12)': the innermost model source frame of `node`, or ''."""
+    trace = node.meta.get("stack_trace") or ""
+    frames = [f for f in _FRAME.findall(trace) if not f[0].startswith(_TORCH_DIR)] or _FRAME.findall(trace)
+    return f" ({os.path.basename(frames[-1][0])}:{frames[-1][1]})" if frames else ""
 
 
 def node_location(node: torch.fx.Node) -> ir.Location:
@@ -123,12 +141,16 @@ def unsupported_ops(gm: torch.fx.GraphModule) -> List[tuple]:
 
 
 def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward",
-                 constants: Dict[int, torch.Tensor] | None = None) -> ImportedGraph:
+                 constants: Dict[int, torch.Tensor] | None = None, bounds_checks: bool = True) -> ImportedGraph:
     """Import `gm` (an ATen-level, functional FX graph with static shapes) into a new MLIR module.
 
     constants: values of inputs known at compile time, by input position (the parameter hook
     of torch-mlir's importer): they stay function arguments, and lowerings that need a value
     at compile time (quantization scales into `!quant.uniform` types) read it from here.
+    bounds_checks: data-dependent indices (embedding, gather, index ...) are checked at run time
+    (an out-of-range one raises qmlir.IndexOutOfRangeError); False drops the checks, for inputs
+    known to be in range (reads stay clamped in bounds, so a bad index gives a wrong value, never
+    a read outside the tensor).
     Raises `UnsupportedOpError` listing every node that could not be lowered.
     """
     problems = unsupported_ops(gm)
@@ -137,7 +159,7 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward",
     context = ir.Context()
     with context, ir.Location.unknown():
         module = ir.Module.create()
-        ctx = ImportContext(gm, module)
+        ctx = ImportContext(gm, module, bounds_checks=bounds_checks)
         placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         output_node = next(n for n in gm.graph.nodes if n.op == "output")
         try:
@@ -173,7 +195,13 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward",
                     problems.append((registry.op_name(node.target), e.reason))
             if problems:
                 raise UnsupportedOpError(problems)
-            func.ReturnOp([ctx.values[n] for n in out_nodes])
+            results = [ctx.values[n] for n in out_nodes] + [v for _, v in ctx.checks]
+            func.ReturnOp(results)
+        if ctx.checks:  # the checks are trailing results, one tensor<2xi64> each
+            fn.attributes["function_type"] = ir.TypeAttr.get(
+                ir.FunctionType.get(list(ftype.inputs), [v.type for v in results]))
+            fn.attributes[CHECKS_ATTR] = ir.ArrayAttr.get([ir.StringAttr.get(m) for m, _ in ctx.checks])
+            out_specs = out_specs + [TensorSpec((2,), torch.int64)] * len(ctx.checks)
         aten_ops = frozenset(registry.op_name(n.target) for n in gm.graph.nodes
                              if n.op == "call_function" and n.target is not operator.getitem)
         return ImportedGraph(module, context, func_name, in_specs, out_specs, aten_ops)

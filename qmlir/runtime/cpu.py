@@ -20,6 +20,7 @@ from mlir.execution_engine import ExecutionEngine
 from qmlir.errors import CompileError, InputMismatchError
 from qmlir.ir.specs import TensorSpec
 from qmlir.runtime.artifact import Artifact
+from qmlir.runtime.checks import raise_failed
 from qmlir.runtime.libs import runtime_library
 from qmlir.runtime.memref import make_descriptor, point_at
 
@@ -60,7 +61,11 @@ class CpuFunction:
             raise CompileError(f"a {artifact.kind} artifact cannot be loaded on the CPU runtime")
         self.artifact = artifact
         self.inputs: List[TensorSpec] = list(artifact.inputs)
-        self.outputs: List[TensorSpec] = list(artifact.outputs)
+        self._checks = list(artifact.extras.get("checks", ()))
+        n_checks = len(self._checks)
+        self._all_outputs: List[TensorSpec] = list(artifact.outputs)
+        # what the caller gets; the trailing check results are the runtime's (qmlir/runtime/checks.py)
+        self.outputs: List[TensorSpec] = self._all_outputs[:len(self._all_outputs) - n_checks]
         self.func_name = artifact.func_name
         self.lower_seconds = artifact.lower_seconds
         self.cache_hit = bool(artifact.extras.get("cache_hit", False))
@@ -87,7 +92,7 @@ class CpuFunction:
         self._fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr)
         self.jit_seconds = time.perf_counter() - t0
         self.compile_seconds = self.lower_seconds + self.jit_seconds
-        self._descs = [make_descriptor(s.shape) for s in self.inputs + self.outputs]
+        self._descs = [make_descriptor(s.shape) for s in self.inputs + self._all_outputs]
         self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
         self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
         self._lock = threading.Lock()
@@ -104,11 +109,15 @@ class CpuFunction:
     def __call__(self, *args: torch.Tensor) -> List[torch.Tensor]:
         self.check(args)
         ins = [a.detach().contiguous() for a in args]
-        outs = [torch.empty(s.shape, dtype=s.dtype) for s in self.outputs]
+        outs = [torch.empty(s.shape, dtype=s.dtype) for s in self._all_outputs]
         with self._lock:
             for desc, t in zip(self._descs, ins + outs):
                 point_at(desc, t)
             self._fn(self._packed)
+        if self._checks:
+            n = len(self._checks)
+            raise_failed(self._checks, outs[-n:])
+            outs = outs[:-n]
         return outs
 
 

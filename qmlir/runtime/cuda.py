@@ -24,6 +24,7 @@ from mlir.execution_engine import ExecutionEngine
 from qmlir.errors import CompileError, CudaUnavailableError
 from qmlir.ir.specs import TensorSpec
 from qmlir.runtime.artifact import Artifact
+from qmlir.runtime.checks import raise_failed
 from qmlir.runtime.cpu import check_inputs
 from qmlir.runtime.libs import runtime_library
 from qmlir.runtime.memref import make_descriptor, point_at
@@ -68,7 +69,11 @@ class CudaFunction:
         self.artifact = artifact
         self.device = cuda_device(device)
         self.inputs: List[TensorSpec] = list(artifact.inputs)
-        self.outputs: List[TensorSpec] = list(artifact.outputs)
+        self._checks = list(artifact.extras.get("checks", ()))
+        n_checks = len(self._checks)
+        self._all_outputs: List[TensorSpec] = list(artifact.outputs)
+        # what the caller gets; the trailing check results are the runtime's (qmlir/runtime/checks.py)
+        self.outputs: List[TensorSpec] = self._all_outputs[:len(self._all_outputs) - n_checks]
         self.func_name = artifact.func_name
         self.ptx = artifact.extras.get("ptx")
         self.lower_seconds = artifact.lower_seconds
@@ -96,7 +101,7 @@ class CudaFunction:
         self._fn = self._lookup(self.func_name)
         self._workspace_bytes = workspace_bytes
         self.compile_seconds = self.lower_seconds + time.perf_counter() - t0
-        shapes = [s.shape for s in self.inputs + self.outputs]
+        shapes = [s.shape for s in self.inputs + self._all_outputs]
         shapes += [(max(1, constant_bytes),), (max(1, workspace_bytes),)]
         self._descs = [make_descriptor(s) for s in shapes]
         self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
@@ -129,13 +134,17 @@ class CudaFunction:
     def __call__(self, *args: torch.Tensor) -> List[torch.Tensor]:
         self.check(args)
         ins = [a.detach().contiguous() for a in args]
-        outs = [torch.empty(s.shape, dtype=s.dtype, device=self.device) for s in self.outputs]
+        outs = [torch.empty(s.shape, dtype=s.dtype, device=self.device) for s in self._all_outputs]
         workspace = torch.empty(max(1, self._workspace_bytes), dtype=torch.uint8, device=self.device)
         with self._lock:
             for desc, t in zip(self._descs, ins + outs + [self._constants, workspace]):
                 point_at(desc, t)
             torch.cuda.current_stream(self.device).synchronize()  # inputs written by torch are ready
             self._fn(self._packed)  # returns after its stream has finished
+        if self._checks:
+            n = len(self._checks)
+            raise_failed(self._checks, outs[-n:])
+            outs = outs[:-n]
         return outs
 
 

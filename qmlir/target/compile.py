@@ -21,8 +21,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple, Union
 
+import torch
 from mlir import ir
 
+from qmlir.ir.checks import CHECKS_ATTR
 from qmlir.ir.specs import TensorSpec, entry_function, function_name, function_specs
 from qmlir.ir.walk import contains
 from qmlir.passes import gpu_device_buffers
@@ -140,8 +142,13 @@ def compile_module(source: Union[str, ir.Module], target: Union[Target, str, Non
                 raise ArtifactError(f"the given specs {_specs_text(specs)} do not match @{name}'s type")
             inputs, outputs = list(specs[0]), list(specs[1])
         fn.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        checks = [ir.StringAttr(a).value for a in ir.ArrayAttr(fn.attributes[CHECKS_ATTR])] \
+            if CHECKS_ATTR in fn.attributes else []
+        if len(checks) > len(outputs) or any(s != TensorSpec((2,), torch.int64) for s in outputs[len(outputs) - len(checks):]):
+            raise ArtifactError(f"@{name}: {CHECKS_ATTR} names {len(checks)} check(s), but its trailing "
+                                "results are not tensor<2xi64>")
         pipeline.run(module, f"{target.kind} pipeline")
-        extras: dict = {}
+        extras: dict = {"checks": checks} if checks else {}
         if target.kind == "cpu":
             libraries = ("c_runner_utils",) + (("async_runtime",) if _calls_async_runtime(module) else ())
         else:
@@ -149,9 +156,9 @@ def compile_module(source: Union[str, ir.Module], target: Union[Target, str, Non
             buffers = {b.function: b for b in gpu_device_buffers.recorded(module.operation)}
             if name not in buffers:
                 raise ArtifactError(f"the cuda pipeline recorded no device buffers for @{name}")
-            extras = {"buffers": [buffers[name].constant_bytes, buffers[name].workspace_bytes],
+            extras.update({"buffers": [buffers[name].constant_bytes, buffers[name].workspace_bytes],
                       "upload_function": buffers[name].upload_function,
-                      "ptx": kernel_ptx(module) if getattr(target, "format", "") == "isa" else None}
+                      "ptx": kernel_ptx(module) if getattr(target, "format", "") == "isa" else None})
         buf = io.BytesIO()
         module.operation.write_bytecode(buf)
     art = Artifact(target.kind, target.text(), name, tuple(inputs), tuple(outputs), buf.getvalue(), libraries,
