@@ -55,5 +55,9 @@ def torch_dtype(t: ir.Type) -> torch.dtype:
         if t == make():
             return dtype
     if isinstance(t, ir.IntegerType):
-        return {64: torch.int64, 32: torch.int32, 16: torch.int16, 8: torch.int8, 1: torch.bool}[t.width]
+        widths = {64: torch.int64, 32: torch.int32, 16: torch.int16, 8: torch.int8, 1: torch.bool}
+        if t.width in widths:
+            return widths[t.width]
+        raise QmlirError(f"no torch dtype for MLIR type {t}: tensors crossing a function boundary must be "
+                         "8, 16, 32 or 64-bit integers (i1 inside computations)")
     raise QmlirError(f"no torch dtype for MLIR type {t}")

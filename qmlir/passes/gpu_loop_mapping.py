@@ -315,6 +315,6 @@ registry.register_pass(
     "qmlir-gpu-map-loops",
     "linalg on buffers -> one gpu.launch per op, one thread per parallel iteration (reductions sequential per thread)",
     run,
-    {"block-size": registry.Option(int, 256, "threads per block (a multiple of 32)")},
+    {"block-size": registry.Option(int, 256, "threads per block (a multiple of 32)", minimum=32, maximum=1024)},
     anchor="builtin.module",
 )

@@ -62,6 +62,8 @@ def split_top_level(text: str) -> List[str]:
             if depth < 0:
                 raise PipelineError(f"unbalanced '{ch}' in pass pipeline '{text}'")
         if ch == "," and depth == 0:
+            if not "".join(cur).strip():
+                raise PipelineError(f"empty element in pass pipeline '{text}'")
             parts.append("".join(cur).strip())
             cur = []
         else:

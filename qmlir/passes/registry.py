@@ -36,6 +36,8 @@ class Option:
     default: Any
     help: str
     choices: Sequence[str] | None = None
+    minimum: float | None = None  # for int and float options: the least value accepted
+    maximum: float | None = None
 
     def parse(self, pass_name: str, key: str, text: str) -> Any:
         try:
@@ -55,6 +57,12 @@ class Option:
             raise PassOptionError(f"{pass_name}: option '{key}' expects a {self.type.__name__}, got '{text}'") from None
         if self.choices and value not in self.choices:
             raise PassOptionError(f"{pass_name}: option '{key}' must be one of {', '.join(self.choices)}, got '{text}'")
+        if self.type in (int, float) and (self.minimum is not None and value < self.minimum
+                                          or self.maximum is not None and value > self.maximum):
+            lo = "" if self.minimum is None else f">= {self.minimum:g}"
+            hi = "" if self.maximum is None else f"<= {self.maximum:g}"
+            raise PassOptionError(f"{pass_name}: option '{key}' must be {' and '.join(x for x in (lo, hi) if x)}, "
+                                  f"got '{text}'")
         return value
 
     def render(self, value: Any) -> str:

@@ -49,5 +49,5 @@ registry.register_pass(
     "choose a micro-kernel (qmlir/kernels) for every matmul the target's CPU features allow; record it as qmlir.kernel",
     run,
     {"features": registry.Option(str, "", "CPU features the kernels may use, comma-separated (avx512_bf16,avx512_vnni)"),
-     "threads": registry.Option(int, 1, "worker threads the tile choice may split over")},
+     "threads": registry.Option(int, 1, "worker threads the tile choice may split over", minimum=1)},
 )

@@ -234,7 +234,7 @@ registry.register_pipeline(
     "bufferize with out-parameters, outline loops, async-runtime threads, LLVM dialect",
     _lower_to_cpu,
     {"features": registry.Option(str, "host", "CPU features kernels may use (comma-separated; host: this CPU's)"),
-     "threads": registry.Option(int, 0, "worker threads (0: this machine's CPUs)")},
+     "threads": registry.Option(int, 0, "worker threads (0: this machine's CPUs)", minimum=0)},
 )
 
 registry.register_pipeline(
@@ -245,10 +245,10 @@ registry.register_pipeline(
     {
         "chip": registry.Option(str, "sm_90", "the GPU architecture (sm_80, sm_90, ...)"),
         "features": registry.Option(str, "+ptx80", "PTX ISA version (sm_90 needs +ptx80 or later)"),
-        "opt-level": registry.Option(int, 3, "LLVM optimization level of the kernels"),
+        "opt-level": registry.Option(int, 3, "LLVM optimization level of the kernels", minimum=0, maximum=3),
         "format": registry.Option(str, "isa", "isa: PTX text; bin: cubin; fatbin: fat binary (need ptxas)",
                                   choices=CUDA_FORMATS),
-        "block-size": registry.Option(int, 256, "threads per block"),
+        "block-size": registry.Option(int, 256, "threads per block (a multiple of 32)", minimum=32, maximum=1024),
         "toolkit": registry.Option(str, "", "CUDA toolkit path (libdevice, ptxas); default CUDA_HOME or /usr/local/cuda"),
     },
 )

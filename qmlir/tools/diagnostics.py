@@ -1,8 +1,10 @@
 """MLIR-style diagnostics for the command-line tools: `file:line:col: error: message`."""
 from __future__ import annotations
 
+import os
 import re
 import sys
+import tempfile
 
 from mlir import ir
 
@@ -31,3 +33,26 @@ def report_mlir_error(tool: str, err: ir.MLIRError, filename: str) -> None:
 def fail(tool: str, message: str) -> int:
     print(f"{tool}: error: {message}", file=sys.stderr)
     return 1
+
+
+def read_text(path: str) -> str:
+    """The UTF-8 text of `path` (or standard input for '-'); OSError / UnicodeDecodeError as raised."""
+    data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    return data.decode("utf-8")
+
+
+def write_atomically(path: str, data) -> None:
+    """Write `data` (str or bytes) to `path` whole or not at all: a temporary file in the same
+    directory, renamed over `path` once complete (a failure leaves any old file as it was)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".qmlir-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -18,7 +18,7 @@ from qmlir.errors import QmlirError
 from qmlir.passes import registry
 from qmlir.passes.pipeline import Pipeline
 from qmlir.passes.pipeline import PipelineError as UsageError
-from qmlir.tools.diagnostics import fail, location_prefix, report_mlir_error
+from qmlir.tools.diagnostics import fail, location_prefix, read_text, report_mlir_error, write_atomically
 
 TOOL = "qmlir-opt"
 SPLIT_MARKER = "// -----"
@@ -168,9 +168,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(pipeline, file=sys.stderr)
     filename = opts["input"]
     try:
-        text = sys.stdin.read() if filename == "-" else open(filename, encoding="utf-8").read()
+        text = read_text(filename)
     except OSError as e:
         return fail(TOOL, f"cannot read '{filename}': {e.strerror}")
+    except UnicodeDecodeError as e:
+        return fail(TOOL, f"'{filename}' is not UTF-8 text (byte {e.start}); .mlir files are UTF-8")
     chunks = text.split(SPLIT_MARKER) if opts["split"] else [text]
     outputs, status = [], 0
     line_offset = 0
@@ -183,15 +185,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             outputs.append(result.rstrip("\n"))
     out_text = ("\n" + SPLIT_MARKER + "\n").join(outputs) + "\n"
-    if status == 0 or opts["split"]:
-        if opts["output"]:
-            try:
-                with open(opts["output"], "w", encoding="utf-8") as f:
-                    f.write(out_text)
-            except OSError as e:
-                return fail(TOOL, f"cannot write '{opts['output']}': {e.strerror}")
-        else:
-            sys.stdout.write(out_text)
+    if opts["output"]:
+        if status != 0:  # a file is written whole or not at all: never a partial result
+            return fail(TOOL, f"not writing '{opts['output']}': {len(chunks) - len(outputs)} of {len(chunks)} "
+                              "input(s) failed")
+        try:
+            write_atomically(opts["output"], out_text)
+        except OSError as e:
+            return fail(TOOL, f"cannot write '{opts['output']}': {e.strerror}")
+    elif status == 0 or opts["split"]:
+        sys.stdout.write(out_text)
     return status
 
 

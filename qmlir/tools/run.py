@@ -9,6 +9,7 @@ pipeline as qmlir.compile (quantized IR included: the same integer arithmetic).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from typing import List, Optional, Sequence
@@ -20,7 +21,7 @@ from mlir import ir
 from qmlir.errors import QmlirError
 from qmlir.ir.specs import TensorSpec
 from qmlir.target import as_target, compile_mlir
-from qmlir.tools.diagnostics import fail, report_mlir_error
+from qmlir.tools.diagnostics import fail, read_text, report_mlir_error, write_atomically
 
 TOOL = "qmlir-run"
 
@@ -44,6 +45,8 @@ def _inputs(specs: Sequence[TensorSpec], files: Sequence[str], random: bool, see
     if files and random:
         raise QmlirError("give either --input files or --random-inputs, not both")
     if random:
+        if not 0 <= seed < 2 ** 63:
+            raise QmlirError(f"--seed must be in [0, 2**63), got {seed}")
         g = torch.Generator().manual_seed(seed)
         out = []
         for s in specs:
@@ -64,8 +67,30 @@ def _inputs(specs: Sequence[TensorSpec], files: Sequence[str], random: bool, see
             raise QmlirError(f"input {i}: cannot load '{path}': {e}") from None
         if tuple(arr.shape) != s.shape:
             raise QmlirError(f"input {i} ('{path}'): expected shape {list(s.shape)}, got {list(arr.shape)}")
-        out.append(torch.from_numpy(arr.copy()).to(s.dtype))
+        out.append(_converted(i, path, arr, s))
     return out
+
+
+def _converted(i: int, path: str, arr: np.ndarray, s: TensorSpec) -> torch.Tensor:
+    """`arr` as a tensor of `s.dtype`, refusing what a cast would change: another kind (complex,
+    strings, float into an integer argument) or integers outside the argument's range."""
+    where = f"input {i} ('{path}')"
+    want = str(s.dtype).replace("torch.", "")
+    kind = arr.dtype.kind
+    if s.dtype == torch.bool:
+        if kind != "b":
+            raise QmlirError(f"{where}: the argument is bool, the file holds {arr.dtype}")
+    elif s.dtype.is_floating_point:
+        if kind != "f":
+            raise QmlirError(f"{where}: the argument is {want}, the file holds {arr.dtype} "
+                             "(float arrays feed float arguments; float32 ones feed bf16/f16)")
+    else:
+        if kind not in "iu":
+            raise QmlirError(f"{where}: the argument is {want}, the file holds {arr.dtype}")
+        info = torch.iinfo(s.dtype)
+        if arr.size and (int(arr.min()) < info.min or int(arr.max()) > info.max):
+            raise QmlirError(f"{where}: values outside {want}'s range [{info.min}, {info.max}]")
+    return torch.from_numpy(np.ascontiguousarray(arr)).to(s.dtype)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -74,9 +99,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with context:
             try:
-                text = open(args.file, encoding="utf-8").read()
+                text = read_text(args.file)
             except OSError as e:
                 return fail(TOOL, f"cannot read '{args.file}': {e.strerror}")
+            except UnicodeDecodeError as e:
+                return fail(TOOL, f"'{args.file}' is not UTF-8 text (byte {e.start}); .mlir files are UTF-8")
             try:
                 ir.Module.parse(text)
             except ir.MLIRError as e:
@@ -94,11 +121,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     except QmlirError as e:
         return fail(TOOL, str(e))
+    except MemoryError:
+        return fail(TOOL, "not enough memory for the function's arguments or results")
+    except RuntimeError as e:
+        if "alloc" not in str(e).lower() and "memory" not in str(e).lower():
+            raise
+        return fail(TOOL, f"not enough memory for the function's arguments or results ({str(e).splitlines()[0]})")
     if args.output_dir:
-        os.makedirs(args.output_dir, exist_ok=True)
-        for i, r in enumerate(results):
-            arr = r.float().numpy() if r.dtype in (torch.bfloat16, torch.float16) else r.numpy()
-            np.save(os.path.join(args.output_dir, f"result{i}.npy"), arr)
+        try:
+            os.makedirs(args.output_dir, exist_ok=True)
+            for i, r in enumerate(results):
+                arr = r.float().numpy() if r.dtype in (torch.bfloat16, torch.float16) else r.numpy()
+                buf = io.BytesIO()
+                np.save(buf, arr)
+                write_atomically(os.path.join(args.output_dir, f"result{i}.npy"), buf.getvalue())
+        except OSError as e:
+            return fail(TOOL, f"cannot write to '{args.output_dir}': {e.strerror or e}")
         print(f"{TOOL}: wrote {len(results)} result(s) to {args.output_dir}")
     else:
         torch.set_printoptions(precision=6, threshold=1000)
