@@ -7,12 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qmlir-installed
 JOBS   ?= 2
 
-.PHONY: demo test test-e2e test-lit test-unit bench supported-ops clean help
+.PHONY: demo test test-e2e test-lit test-unit bench fuzz supported-ops clean help
 
 help:
 	@echo "make demo   - run SmolLM2-135M eagerly and through qmlir, print perplexity, text and times"
 	@echo "make test   - the whole suite: unit + e2e numerics (pytest) and lit/FileCheck"
 	@echo "make bench  - qmlir vs eager and inductor, side by side, as ratios (JSON in benchmarks/results/)"
+	@echo "make fuzz   - 5,000 mutated .mlir inputs through qmlir-opt/qmlir-run (FUZZ_CASES, FUZZ_SEED)"
 	@echo "make supported-ops - print the supported-op table for the README"
 
 $(STAMP): pyproject.toml
@@ -39,6 +40,11 @@ test-lit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+FUZZ_CASES ?= 5000
+FUZZ_SEED  ?= 1
+fuzz: $(STAMP)
+	QMLIR_CACHE_DIR=off $(BIN)/python tests/fuzz/fuzz_cli.py --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
 
 supported-ops: $(STAMP)
 	$(BIN)/python -m qmlir.tools.supported_ops

@@ -68,6 +68,27 @@ class _Params:
 
 
 def _params(qt: ir.Type, shape: List[int], where: ir.Location) -> _Params:
+    p = _read_params(qt, shape, where)
+    width = ir.IntegerType(p.storage).width if isinstance(p.storage, ir.IntegerType) else None
+    if width not in _STORAGE_WIDTHS:
+        raise QuantLoweringError(f"{where}: storage type {p.storage} of {qt}: qmlir lowers "
+                                 f"{', '.join(f'i{w}' for w in sorted(_STORAGE_WIDTHS))} storage (int4 weights "
+                                 "are stored in i8 with the range i8<-8:7>)")
+    zps = [p.zero_point] if p.zero_point is not None else \
+        ([] if p.zero_points is None else p.zero_points.reshape(-1).tolist())
+    bad = [int(z) for z in zps if not p.qmin <= int(z) <= p.qmax]
+    if bad:
+        raise QuantLoweringError(f"{where}: zero point {bad[0]} of {qt} is outside its storage range "
+                                 f"[{p.qmin}, {p.qmax}]")
+    return p
+
+
+# Storage widths the lowering supports: LLVM 22 cannot store memrefs of other integers below 8
+# bits (it asserts); i4 values are lowered as before (they live in registers between casts).
+_STORAGE_WIDTHS = {4, 8, 16, 32}
+
+
+def _read_params(qt: ir.Type, shape: List[int], where: ir.Location) -> _Params:
     if isinstance(qt, quant.UniformQuantizedType):
         u = quant.UniformQuantizedType(qt)
         return _Params(u, u.storage_type, u.expressed_type, u.storage_type_min, u.storage_type_max,

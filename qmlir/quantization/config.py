@@ -201,13 +201,43 @@ class QuantConfig:
     def from_yaml(cls, source: Union[str, Path]) -> "QuantConfig":
         """Read a config from a YAML file (a path) or YAML text."""
         import yaml
-        text = Path(source).read_text() if isinstance(source, Path) or (
-            isinstance(source, str) and "\n" not in source and Path(source).is_file()) else str(source)
+        as_path = isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and (
+            Path(source).exists() or source.endswith((".yaml", ".yml"))))
+        if as_path:
+            try:
+                text = Path(source).read_text(encoding="utf-8")
+            except IsADirectoryError:
+                raise QuantConfigError(f"'{source}' is a directory, not a YAML file") from None
+            except OSError as e:
+                raise QuantConfigError(f"cannot read '{source}': {e.strerror or e}") from None
+            except UnicodeDecodeError as e:
+                raise QuantConfigError(f"'{source}' is not UTF-8 text (byte {e.start})") from None
+        elif isinstance(source, str):
+            text = source
+        else:
+            raise QuantConfigError(f"from_yaml takes a path or YAML text, got {type(source).__name__}")
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise QuantConfigError(f"invalid YAML: {e}") from None
         return cls.from_dict(data or {})
+
+
+def _checked_init(init):
+    """QuantConfig(...) with an unknown keyword or extra positional values is a QuantConfigError
+    naming the known keys (the dataclass alone raises a bare TypeError)."""
+    def __init__(self, *args, **kwargs):
+        known = [f.name for f in dataclasses.fields(QuantConfig)]
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown or len(args) > len(known):
+            what = f"unknown key(s) {', '.join(unknown)}" if unknown else f"{len(args)} positional values"
+            raise QuantConfigError(f"{what}; known keys: {', '.join(sorted(known))}")
+        init(self, *args, **kwargs)
+    __init__.__doc__ = init.__doc__
+    return __init__
+
+
+QuantConfig.__init__ = _checked_init(QuantConfig.__init__)
 
 
 PRESETS = {

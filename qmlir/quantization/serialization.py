@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -45,7 +47,21 @@ def save_quantized(qmodel: torch.nn.Module, path: Union[str, Path]) -> Path:
                 "report": json.dumps(report.layers), "skipped": json.dumps(report.skipped),
                 "model": type(qmodel).__name__}
     path = Path(path)
-    save_model(qmodel, str(path), metadata=metadata)
+    if not path.parent.is_dir():
+        raise QuantizationError(f"cannot save to '{path}': the directory '{path.parent}' does not exist")
+    if path.is_dir():
+        raise QuantizationError(f"cannot save to '{path}': it is a directory; give a file name")
+    # whole or not at all: a temporary file beside the target, renamed once complete
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_model(qmodel, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        raise QuantizationError(f"cannot save to '{path}': {e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
 
 

@@ -18,7 +18,8 @@ from qmlir.errors import QmlirError
 from qmlir.passes import registry
 from qmlir.passes.pipeline import Pipeline
 from qmlir.passes.pipeline import PipelineError as UsageError
-from qmlir.tools.diagnostics import fail, location_prefix, read_text, report_mlir_error, write_atomically
+from qmlir.tools.diagnostics import (fail, location_prefix, read_text, report_mlir_error, run_guarded,
+                                     precheck, write_atomically)
 
 TOOL = "qmlir-opt"
 SPLIT_MARKER = "// -----"
@@ -122,6 +123,10 @@ def list_passes() -> str:
 
 
 def process(text: str, filename: str, pm, opts: dict, context: ir.Context) -> Optional[str]:
+    bad = precheck(text)
+    if bad is not None:
+        print(f"{filename}:{bad[0]}:{bad[1]}: error: {bad[2]}", file=sys.stderr)
+        return None
     try:
         module = ir.Module.parse(text, context=context)
     except ir.MLIRError as e:
@@ -199,14 +204,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def entry() -> None:
-    """Console entry point: no Python traceback for anything a user can cause."""
-    try:
-        code = main()
-    except KeyboardInterrupt:
-        code = 130
-    except Exception as e:  # a qmlir bug: still one line, and a non-zero exit
-        code = fail(TOOL, f"internal error ({type(e).__name__}: {e}); please report it")
-    sys.exit(code)
+    """Console entry point: no Python traceback and no signal for anything a user can cause."""
+    sys.exit(run_guarded(TOOL, main))
 
 
 if __name__ == "__main__":

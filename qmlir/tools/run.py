@@ -21,7 +21,7 @@ from mlir import ir
 from qmlir.errors import QmlirError
 from qmlir.ir.specs import TensorSpec
 from qmlir.target import as_target, compile_mlir
-from qmlir.tools.diagnostics import fail, read_text, report_mlir_error, write_atomically
+from qmlir.tools.diagnostics import fail, precheck, read_text, report_mlir_error, run_guarded, write_atomically
 
 TOOL = "qmlir-run"
 
@@ -104,6 +104,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 return fail(TOOL, f"cannot read '{args.file}': {e.strerror}")
             except UnicodeDecodeError as e:
                 return fail(TOOL, f"'{args.file}' is not UTF-8 text (byte {e.start}); .mlir files are UTF-8")
+            bad = precheck(text)
+            if bad is not None:
+                print(f"{args.file}:{bad[0]}:{bad[1]}: error: {bad[2]}", file=sys.stderr)
+                return 1
             try:
                 ir.Module.parse(text)
             except ir.MLIRError as e:
@@ -147,13 +151,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def entry() -> None:
-    try:
-        code = main()
-    except KeyboardInterrupt:
-        code = 130
-    except Exception as e:  # a qmlir bug: one line, non-zero exit
-        code = fail(TOOL, f"internal error ({type(e).__name__}: {e}); please report it")
-    sys.exit(code)
+    """Console entry point: no Python traceback and no signal for anything a user can cause."""
+    sys.exit(run_guarded(TOOL, main))
 
 
 if __name__ == "__main__":
