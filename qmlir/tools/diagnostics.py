@@ -1,6 +1,7 @@
 """MLIR-style diagnostics for the command-line tools: `file:line:col: error: message`."""
 from __future__ import annotations
 
+import faulthandler
 import os
 import re
 import signal
@@ -75,6 +76,7 @@ def run_guarded(tool: str, main: Callable[[], int], timeout: float | None = None
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller
         code = 1
+        faulthandler.disable()  # a crash here is reported by the parent, in one line
         try:
             code = _unguarded(tool, main)
         finally:
