@@ -71,6 +71,9 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
         inputs known to be in range (reads stay in bounds; a bad index then gives a wrong value).
     """
     target = as_target(target)
+    if target.kind == "cuda" and on_import is None:
+        from qmlir.runtime.cuda import cuda_device
+        cuda_device()  # no GPU: CudaUnavailableError now, not a silent eager run at every call
     # a malformed pipeline or an unknown pass or option fails here, at once
     pipeline = Pipeline.parse(passes) if passes else None
 

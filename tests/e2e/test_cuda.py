@@ -159,6 +159,8 @@ def test_emit_needs_cuda_target():
 def test_no_cuda_device_is_a_typed_error():
     with pytest.raises(qmlir.CudaUnavailableError, match="emit='ptx'"):
         qmlir.compile(ops.Fn(torch.relu), (torch.randn(4),), target="cuda")
+    with pytest.raises(qmlir.CudaUnavailableError):  # not a silent eager run at every call
+        qmlir.backend(target="cuda")
 
 
 # ---------------------------------------------------------------- on a CUDA device
