@@ -64,9 +64,8 @@ def _qmlir_imports(path: Path, package: str) -> set:
     return names
 
 
-@lru_cache(maxsize=None)
-def code_fingerprint(roots: frozenset) -> str:
-    """Hash of the qmlir modules reachable by imports from `roots` (module names), and the MLIR build."""
+def import_closure(roots) -> set:
+    """The names of the qmlir modules reachable by imports from `roots` (module names), roots included."""
     seen, todo = set(), sorted(roots)
     while todo:
         name = todo.pop()
@@ -78,8 +77,14 @@ def code_fingerprint(roots: frozenset) -> str:
             continue
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         todo.extend(sorted(_qmlir_imports(path, package) - seen))
+    return seen
+
+
+@lru_cache(maxsize=None)
+def code_fingerprint(roots: frozenset) -> str:
+    """Hash of the qmlir modules reachable by imports from `roots` (module names), and the MLIR build."""
     h = hashlib.sha256(b"qmlir-artifact-1")
-    for name in sorted(seen):
+    for name in sorted(import_closure(roots)):
         path = _module_file(name)
         if path is not None:
             h.update(name.encode() + b"\0" + path.read_bytes())

@@ -233,27 +233,11 @@ def test_cpu_load_refuses_a_cuda_artifact(artifact):
 
 # The code fingerprint, derived from imports
 
-def _closure(roots) -> set:
-    """The qmlir modules reachable by imports from `roots`, as code_fingerprint walks them."""
-    seen, todo = set(), sorted(roots)
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        path = target_compile._module_file(name)
-        if path is None:
-            continue
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        todo.extend(sorted(target_compile._qmlir_imports(path, package) - seen))
-    return seen
-
-
 def test_fingerprint_closure_reaches_kernels_and_ir():
     roots = target_compile.fingerprint_modules(Target.cpu(**PORTABLE))
     assert {"qmlir.target.compile", "qmlir.target.base", "qmlir.passes.select_kernels",
             "qmlir.passes.expand_kernels", "qmlir.passes.loop_outlining"} <= roots
-    closure = _closure(roots)
+    closure = target_compile.import_closure(roots)
     for module in ("qmlir.ir.builders", "qmlir.kernels.portable", "qmlir.kernels.bf16_dot",
                    "qmlir.kernels.int8_vnni", "qmlir.kernels.base", "qmlir.passes.pipelines",
                    "qmlir.passes.pipeline", "qmlir.runtime.artifact", "qmlir.errors"):
