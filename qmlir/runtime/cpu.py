@@ -20,9 +20,9 @@ from mlir.execution_engine import ExecutionEngine
 from qmlir.errors import CompileError, InputMismatchError
 from qmlir.ir.specs import TensorSpec
 from qmlir.runtime.artifact import Artifact
-from qmlir.runtime.checks import raise_failed
 from qmlir.runtime.libs import runtime_library
-from qmlir.runtime.memref import make_descriptor, point_at
+from qmlir.runtime.loaded import LoadedFunction
+from qmlir.runtime.memref import point_at
 
 _LOCK = threading.Lock()
 _ASYNC_RUNTIME = None
@@ -53,31 +53,21 @@ def load_async_runtime() -> None:
             _ASYNC_RUNTIME = ctypes.CDLL(runtime_library("async_runtime"), mode=ctypes.RTLD_GLOBAL)
 
 
-class CpuFunction:
+class CpuFunction(LoadedFunction):
     """One JIT-compiled function with a fixed input signature, loaded from an artifact."""
 
+    kind = "cpu"
+    runtime_name = "CPU"
+
     def __init__(self, artifact: Artifact, opt_level: int = 2):
-        if artifact.kind != "cpu":
-            raise CompileError(f"a {artifact.kind} artifact cannot be loaded on the CPU runtime")
-        self.artifact = artifact
-        self.inputs: List[TensorSpec] = list(artifact.inputs)
-        self._checks = list(artifact.extras.get("checks", ()))
-        n_checks = len(self._checks)
-        self._all_outputs: List[TensorSpec] = list(artifact.outputs)
-        # what the caller gets; the trailing check results are the runtime's (qmlir/runtime/checks.py)
-        self.outputs: List[TensorSpec] = self._all_outputs[:len(self._all_outputs) - n_checks]
-        self.func_name = artifact.func_name
-        self.lower_seconds = artifact.lower_seconds
+        self._take(artifact)
         self.cache_hit = bool(artifact.extras.get("cache_hit", False))
         self._threaded = "async_runtime" in artifact.libraries
         _free_retired()
         t0 = time.perf_counter()
         self._context = ir.Context()
         with self._context:
-            try:
-                module = ir.Module.parse(artifact.bytecode)
-            except ir.MLIRError as e:
-                raise CompileError(f"cannot read the artifact's module: {e}") from None
+            module = self._parse()
             if self._threaded:
                 load_async_runtime()
             libs = [runtime_library(name) for name in artifact.libraries if name != "async_runtime"]
@@ -86,15 +76,10 @@ class CpuFunction:
             except RuntimeError as e:
                 raise CompileError(f"JIT compilation failed: {e}") from None
             self._module = module
-        addr = self._engine.raw_lookup("_mlir_ciface_" + self.func_name)
-        if not addr:
-            raise CompileError(f"compiled module has no entry point {self.func_name}")
-        self._fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr)
+        self._fn = self._lookup(self.func_name)
         self.jit_seconds = time.perf_counter() - t0
         self.compile_seconds = self.lower_seconds + self.jit_seconds
-        self._descs = [make_descriptor(s.shape) for s in self.inputs + self._all_outputs]
-        self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
-        self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
+        self._pack([s.shape for s in self.inputs + self._all_outputs])
         self._lock = threading.Lock()
 
     def __del__(self):
@@ -114,11 +99,7 @@ class CpuFunction:
             for desc, t in zip(self._descs, ins + outs):
                 point_at(desc, t)
             self._fn(self._packed)
-        if self._checks:
-            n = len(self._checks)
-            raise_failed(self._checks, outs[-n:])
-            outs = outs[:-n]
-        return outs
+        return self._results(outs)
 
 
 def check_inputs(func_name: str, specs: Sequence[TensorSpec], args: Sequence[torch.Tensor],

@@ -22,11 +22,10 @@ from mlir import ir
 from mlir.execution_engine import ExecutionEngine
 
 from qmlir.errors import CompileError, CudaUnavailableError
-from qmlir.ir.specs import TensorSpec
 from qmlir.runtime.artifact import Artifact
-from qmlir.runtime.checks import raise_failed
 from qmlir.runtime.cpu import check_inputs
 from qmlir.runtime.libs import runtime_library
+from qmlir.runtime.loaded import LoadedFunction
 from qmlir.runtime.memref import make_descriptor, point_at
 
 
@@ -60,23 +59,16 @@ def _runtime():
                                    f"libcuda.so.1, installed?): {e}") from None
 
 
-class CudaFunction:
+class CudaFunction(LoadedFunction):
     """One function compiled for a CUDA device with a fixed input signature, loaded from an artifact."""
 
+    kind = "cuda"
+    runtime_name = "CUDA"
+
     def __init__(self, artifact: Artifact, device: torch.device | None = None, opt_level: int = 0):
-        if artifact.kind != "cuda":
-            raise CompileError(f"a {artifact.kind} artifact cannot be loaded on the CUDA runtime")
-        self.artifact = artifact
+        self._take(artifact)
         self.device = cuda_device(device)
-        self.inputs: List[TensorSpec] = list(artifact.inputs)
-        self._checks = list(artifact.extras.get("checks", ()))
-        n_checks = len(self._checks)
-        self._all_outputs: List[TensorSpec] = list(artifact.outputs)
-        # what the caller gets; the trailing check results are the runtime's (qmlir/runtime/checks.py)
-        self.outputs: List[TensorSpec] = self._all_outputs[:len(self._all_outputs) - n_checks]
-        self.func_name = artifact.func_name
         self.ptx = artifact.extras.get("ptx")
-        self.lower_seconds = artifact.lower_seconds
         constant_bytes, workspace_bytes = artifact.extras["buffers"]
         upload = artifact.extras["upload_function"]
         runtime = _runtime()
@@ -84,10 +76,7 @@ class CudaFunction:
         t0 = time.perf_counter()
         self._context = ir.Context()
         with self._context:
-            try:
-                module = ir.Module.parse(artifact.bytecode)
-            except ir.MLIRError as e:
-                raise CompileError(f"cannot read the artifact's module: {e}") from None
+            module = self._parse()
             try:
                 torch.cuda.init()
                 # the host code calls only the CUDA wrappers (no memrefCopy: copies are kernels)
@@ -102,10 +91,7 @@ class CudaFunction:
         self._workspace_bytes = workspace_bytes
         self.compile_seconds = self.lower_seconds + time.perf_counter() - t0
         shapes = [s.shape for s in self.inputs + self._all_outputs]
-        shapes += [(max(1, constant_bytes),), (max(1, workspace_bytes),)]
-        self._descs = [make_descriptor(s) for s in shapes]
-        self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
-        self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
+        self._pack(shapes + [(max(1, constant_bytes),), (max(1, workspace_bytes),)])
         self._lock = threading.Lock()
         # loaded inside AOT autograd's fake-tensor mode: these must be real device tensors
         from torch._subclasses.fake_tensor import unset_fake_temporarily
@@ -113,12 +99,6 @@ class CudaFunction:
             self._constants = torch.empty(max(1, constant_bytes), dtype=torch.uint8, device=self.device)
             if constant_bytes:
                 self._upload(upload)
-
-    def _lookup(self, name: str):
-        addr = self._engine.raw_lookup("_mlir_ciface_" + name)
-        if not addr:
-            raise CompileError(f"compiled module has no entry point {name}")
-        return ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr)
 
     def _upload(self, name: str) -> None:
         desc = make_descriptor(tuple(self._constants.shape))
@@ -141,11 +121,7 @@ class CudaFunction:
                 point_at(desc, t)
             torch.cuda.current_stream(self.device).synchronize()  # inputs written by torch are ready
             self._fn(self._packed)  # returns after its stream has finished
-        if self._checks:
-            n = len(self._checks)
-            raise_failed(self._checks, outs[-n:])
-            outs = outs[:-n]
-        return outs
+        return self._results(outs)
 
 
 def load(artifact: Artifact, device: torch.device | None = None) -> CudaFunction:
