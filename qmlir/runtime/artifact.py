@@ -8,6 +8,7 @@ process, which then only JIT-compiles the LLVM dialect.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ class Artifact:
             "version": _VERSION, "kind": self.kind, "target": self.target, "func_name": self.func_name,
             "inputs": [s.to_json() for s in self.inputs], "outputs": [s.to_json() for s in self.outputs],
             "libraries": list(self.libraries), "extras": self.extras, "lower_seconds": self.lower_seconds,
-            "bytecode_bytes": len(self.bytecode),
+            "bytecode_bytes": len(self.bytecode), "bytecode_sha256": hashlib.sha256(self.bytecode).hexdigest(),
         }).encode()
         return _MAGIC + struct.pack("<Q", len(header)) + header + self.bytecode
 
@@ -60,6 +61,8 @@ class Artifact:
             if len(data) - start - n != h["bytecode_bytes"]:
                 raise ArtifactError(f"truncated qmlir artifact: {len(data) - start - n} of {h['bytecode_bytes']} "
                                     "bytes of its module")
+            if hashlib.sha256(data[start + n:]).hexdigest() != h["bytecode_sha256"]:
+                raise ArtifactError("damaged qmlir artifact: its module does not match its checksum")
             return Artifact(h["kind"], h["target"], h["func_name"],
                             tuple(TensorSpec.from_json(s) for s in h["inputs"]),
                             tuple(TensorSpec.from_json(s) for s in h["outputs"]),

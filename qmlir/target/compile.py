@@ -128,12 +128,11 @@ def compile_module(source: Union[str, ir.Module], target: Union[Target, str, Non
     cached = disk_cache.load(key)
     if cached is not None:
         try:
-            art = Artifact.from_bytes(cached)
-            ir.Module.parse(art.bytecode, context=ir.Context())  # a damaged module is a miss too
+            art = Artifact.from_bytes(cached)  # checks the module's length and checksum
             return Artifact(art.kind, art.target, art.func_name, art.inputs, art.outputs, art.bytecode,
                             art.libraries, {**art.extras, "cache_hit": True}, art.lower_seconds)
-        except (ArtifactError, ir.MLIRError):
-            pass  # an unreadable entry is a miss, and is rewritten below
+        except ArtifactError:
+            pass  # an unreadable or damaged entry is a miss, and is rewritten below
     t0 = time.perf_counter()
     context = ir.Context()
     with context, ir.Location.unknown():

@@ -294,3 +294,10 @@ def test_truncated_module_bytes_are_an_artifact_error(artifact):
 
 def test_a_single_threaded_artifact_needs_no_async_runtime(artifact):
     assert "async_runtime" not in artifact.libraries
+
+
+def test_a_damaged_module_is_an_artifact_error(artifact):
+    data = bytearray(artifact.to_bytes())
+    data[-10] ^= 0xFF  # same length, one byte of the module flipped
+    with pytest.raises(ArtifactError, match="checksum"):
+        Artifact.from_bytes(bytes(data))
