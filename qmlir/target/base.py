@@ -219,13 +219,12 @@ def as_target(value: Union[Target, str, None], device=None) -> Target:
 
 def _lower_to_cpu(features: str, threads: int) -> list:
     feats = None if features == "host" else [f for f in features.split(",") if f]
-    t = CpuTarget.of(feats, threads or None)
-    return [str(t.pipeline())[len("builtin.module("):-1]]
+    return [str(s) for s in CpuTarget.of(feats, threads or None).pipeline().stages]
 
 
 def _lower_to_cuda(chip: str, features: str, opt_level: int, format: str, block_size: int, toolkit: str) -> list:
     t = CudaTarget.of(chip, features, format, block_size, opt_level, toolkit or None)
-    return [str(t.pipeline())[len("builtin.module("):-1]]
+    return [str(s) for s in t.pipeline().stages]
 
 
 registry.register_pipeline(

@@ -212,7 +212,7 @@ def build(source: Union[str, ir.Module], target: Union[Target, str, None] = None
     if hit is not None:
         return hit
     art = compile_module(text, target, entry, specs)
-    fn = target.load(art, device=device) if target.kind == "cuda" else target.load(art)
+    fn = target.load(art, device=device)
     with _LOCK:
         _LOADED[key] = fn
     return fn
@@ -223,5 +223,5 @@ def compile_mlir(text: str, entry: Optional[str] = None, target: Union[Target, s
     """Compile and load IR text (as qmlir emits it or qmlir-opt prints it); not cached in-process."""
     target = as_target(target, device)
     art = compile_module(text, target, entry)
-    return target.load(art, device=device) if target.kind == "cuda" else target.load(art)
+    return target.load(art, device=device)
 

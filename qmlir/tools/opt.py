@@ -9,7 +9,7 @@ and any upstream MLIR pass, and prints the result.
 from __future__ import annotations
 
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from mlir import ir
 
@@ -51,7 +51,7 @@ options:
 def parse_args(argv: Sequence[str]) -> Tuple[dict, Pipeline]:
     opts = {"input": "-", "output": None, "split": False, "print_after_all": False, "debuginfo": False,
             "list": False, "help": False, "dump_pipeline": False, "timing": False}
-    elements: List[str] = []
+    pipeline = Pipeline(())
     args = list(argv)
     positional = []
     while args:
@@ -82,13 +82,13 @@ def parse_args(argv: Sequence[str]) -> Tuple[dict, Pipeline]:
                 if not args:
                     raise UsageError("--pass-pipeline needs a value")
                 value = args.pop(0)
-            elements.append(_strip_anchor(value))
+            pipeline = pipeline + Pipeline.parse(value)
         elif a.startswith("--"):
             name, eq, value = a[2:].partition("=")
             value = value.strip().strip("'\"")
             if not name or any(c in name for c in "(){},"):
                 raise UsageError(f"malformed pass flag '{a}'")
-            elements.append(f"{name}{{{value}}}" if eq and value else name)
+            pipeline = pipeline + Pipeline.parse(f"{name}{{{value}}}" if eq and value else name)
         elif a == "-" or not a.startswith("-"):
             positional.append(a)
         else:
@@ -97,15 +97,7 @@ def parse_args(argv: Sequence[str]) -> Tuple[dict, Pipeline]:
         raise UsageError(f"one input file expected, got {len(positional)}: {' '.join(positional)}")
     if positional:
         opts["input"] = positional[0]
-    return opts, Pipeline.of(*elements)
-
-
-def _strip_anchor(text: str) -> str:
-    text = text.strip()
-    for anchor in ("builtin.module", "any"):
-        if text.startswith(anchor + "(") and text.endswith(")"):
-            return text[len(anchor) + 1:-1]
-    return text
+    return opts, pipeline
 
 
 def list_passes() -> str:
