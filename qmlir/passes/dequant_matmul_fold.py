@@ -28,6 +28,7 @@ from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 
 from qmlir.ir.builders import generic
+from qmlir.ir.walk import find_ops
 from qmlir.passes import registry
 from qmlir.ir.quant import constant_array, is_zero_fill
 from qmlir.ir.matmul_layout import is_default_layout
@@ -72,7 +73,7 @@ def _per_channel_dequant(w: ir.Value):
 def run(module: ir.Module) -> int:
     """Fold per-channel dequantization into the matmuls that consume it; returns how many."""
     folded = 0
-    for op in registry.find_ops(module, "linalg.matmul"):
+    for op in find_ops(module, "linalg.matmul"):
         op = op.operation if hasattr(op, "operation") else op
         if ir.RankedTensorType(op.results[0].type).element_type != ir.F32Type.get():
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from qmlir.errors import CompileError
 from qmlir.kernels import STAGES, all_kernels, recorded
+from qmlir.ir.walk import find_ops
 from qmlir.passes import registry
 
 
@@ -22,7 +23,7 @@ def run(module, stage: str = "tensors") -> int:
     kernels = {k.name: k for k in all_kernels()}
     by_kernel: dict = {}
     names = sorted({n for k in kernels.values() for n in k.ops})
-    for op in registry.find_ops(module, *names):
+    for op in find_ops(module, *names):
         op = op.operation if hasattr(op, "operation") else op
         choice = recorded(op)
         if choice is None:

@@ -23,6 +23,7 @@ import numpy as np
 from mlir import ir
 from mlir.dialects import quant
 
+from qmlir.ir.walk import find_ops
 from qmlir.passes import registry
 from qmlir.ir.quant import (
     F32, I8, QuantPassError, column_sums, constant_array, int_matmul, is_zero_fill, quant_op,
@@ -70,7 +71,7 @@ def run(module: ir.Module, strict: bool = True) -> int:
     """Fuse every matched matmul; returns how many were fused. strict=False (the CPU pipeline)
     leaves a matmul of dequantized operands it cannot fuse to run in float after qmlir-lower-quant."""
     count = 0
-    for op in registry.find_ops(module, "linalg.matmul"):
+    for op in find_ops(module, "linalg.matmul"):
         try:
             count += _fuse(op)
         except QuantPassError:

@@ -40,7 +40,7 @@ from mlir.dialects import arith, linalg, tensor
 from mlir.dialects import math as m
 from mlir.dialects import quant
 
-from qmlir.ir.walk import functions
+from qmlir.ir.walk import functions, find_ops
 from qmlir.passes import registry
 from qmlir.errors import QmlirError
 
@@ -210,7 +210,7 @@ def _patterns(context: ir.Context):
 def run(module: ir.Module) -> int:
     """Lower every qcast/dcast in `module`; returns how many were lowered. A module without
     quant ops or types is left as it is."""
-    targets = registry.find_ops(module, "quant.qcast", "quant.dcast")
+    targets = find_ops(module, "quant.qcast", "quant.dcast")
     if not targets and not any("!quant." in str(fn.attributes["function_type"]) for fn in functions(module)):
         return 0
     for op in targets:  # check everything before rewriting anything (a pattern must not raise)

@@ -22,6 +22,7 @@ from mlir import ir
 from mlir.dialects import linalg, tensor
 
 from qmlir.ir.builders import convert, generic
+from qmlir.ir.walk import find_ops
 from qmlir.passes import registry
 from qmlir.ir.quant import F32, QuantPassError
 
@@ -62,7 +63,7 @@ def run(module: ir.Module, type: str = "bf16", ops: str = "matmul,batch_matmul,c
     names = {n for k in kinds for n in _KINDS[k]}
     low = _LOW[type]()
     count = 0
-    for op in registry.find_ops(module, *names):
+    for op in find_ops(module, *names):
         n_in = len(op.operands) - 1  # named contractions: inputs then one init
         ins = [op.operands[i] for i in range(n_in)]
         if any(ir.RankedTensorType(v.type).element_type != F32() for v in ins):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from mlir import ir
 
+from qmlir.ir.walk import find_ops
 from qmlir.passes import registry
 from qmlir.ir.quant import (
     F32, I8, QuantPassError, constant_array, dense, int_matmul, is_zero_fill, per_axis_type, per_tensor_type,
@@ -44,7 +45,7 @@ def run(module: ir.Module, weight_type: str = "i8", granularity: str = "channel"
     """Quantize every eligible matmul in `module`; returns how many were quantized."""
     bits = 8 if weight_type == "i8" else 4
     count = 0
-    for op in registry.find_ops(module, "linalg.matmul"):
+    for op in find_ops(module, "linalg.matmul"):
         x, w_val, out = op.operands[0], op.operands[1], op.operands[2]
         if any(ir.RankedTensorType(v.type).element_type != F32() for v in (x, w_val, out)):
             continue  # only f32 matmuls (mixed precision and quantized ones are left alone)

@@ -169,8 +169,3 @@ def all_passes() -> list:
 def _load_all() -> None:
     from qmlir.passes import catalog  # noqa: F401  (imports every pass module)
 
-
-def find_ops(module, *names: str) -> list:
-    """Every op named one of `names` in `module`, in walk order (collected before any rewrite)."""
-    from qmlir.ir.walk import find_ops as find
-    return find(module, *names)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 
 from qmlir.kernels import all_kernels, record
+from qmlir.ir.walk import find_ops
 from qmlir.passes import registry
 
 
@@ -31,7 +32,7 @@ def run(module, features: str = "", threads: int = 1) -> int:
     kernels = [k for k in all_kernels() if k.features <= allowed]
     names = sorted({n for k in kernels for n in k.ops})
     chosen = 0
-    for op in registry.find_ops(module, *names):
+    for op in find_ops(module, *names):
         op = op.operation if hasattr(op, "operation") else op
         for kernel in kernels:
             if op.name not in kernel.ops:

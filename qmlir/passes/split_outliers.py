@@ -39,6 +39,7 @@ from mlir.dialects import math as m
 from qmlir.ir.builders import const, convert, generic, loop_index
 from qmlir.ir.constants import dense_constant
 from qmlir.ir.types import torch_dtype
+from qmlir.ir.walk import find_ops
 from qmlir.passes import registry
 from qmlir.ir.quant import (
     F32, I8, QuantPassError, constant_array, dense, fill as _fill, int_matmul, is_zero_fill, per_axis_type,
@@ -117,7 +118,7 @@ def run(module: ir.Module, threshold: float = 6.0, mode: str = "static", outlier
         raise QuantPassError(f"threshold must be >= 0, got {threshold}")
     otype = _TYPES[outlier_type]()
     count = 0
-    for op in registry.find_ops(module, "linalg.matmul"):
+    for op in find_ops(module, "linalg.matmul"):
         x, wv, out = op.operands[0], op.operands[1], op.operands[2]
         if any(ir.RankedTensorType(v.type).element_type != F32() for v in (x, wv, out)):
             continue

@@ -28,6 +28,7 @@ from mlir import ir
 from mlir.dialects import linalg
 
 from qmlir.ir.matmul_layout import SWAP_LAST, is_default_layout, nt_maps
+from qmlir.ir.walk import find_ops
 from qmlir.passes import registry
 from qmlir.ir.quant import dense
 
@@ -61,7 +62,7 @@ def _nt_operand(op: ir.Operation) -> ir.Value | None:
 def run(module: ir.Module) -> int:
     """Fold transposes (and constant right-hand operands) into NT matmuls; returns how many."""
     folded = 0
-    for op in registry.find_ops(module, "linalg.matmul", "linalg.batch_matmul"):
+    for op in find_ops(module, "linalg.matmul", "linalg.batch_matmul"):
         op = op.operation if hasattr(op, "operation") else op
         if not is_default_layout(op):
             continue
