@@ -8,6 +8,7 @@ from qmlir.dialect_ops import (  # noqa: F401
     normalization,
     quantized,
     reduction,
+    scatter,
     shape,
 )
 from qmlir.dialect_ops.registry import lowering, lookup, registered_ops

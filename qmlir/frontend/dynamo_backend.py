@@ -127,8 +127,11 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
             return gm.forward
         # read now: inside AOT autograd's compiler, fake-tensor mode forbids touching real data
         frozen = {i: t.detach().cpu().clone() for i, t in enumerate(example_inputs) if is_frozen(t)}
+        # keep_inference_input_mutations: a graph that writes into an input (a KV cache's
+        # index_copy_) ends with aten.copy_(input, new value), which qmlir lowers to a write in
+        # place into the caller's tensor, instead of AOT autograd copying every output back
         compile_with_aot = aot_autograd(fw_compiler=functools.partial(fw_compiler, frozen=frozen),
-                                        decompositions=decompositions)
+                                        decompositions=decompositions, keep_inference_input_mutations=True)
         return compile_with_aot(gm, example_inputs)
 
     return qmlir_backend

@@ -22,7 +22,7 @@ from qmlir.dialect_ops import registry
 from qmlir.ir.constants import dense_constant
 from qmlir.errors import UnsupportedOp, UnsupportedOpError
 from qmlir.ir.checks import CHECKS_ATTR
-from qmlir.ir.specs import TensorSpec
+from qmlir.ir.specs import MUTATED_RESULTS_ATTR, TensorSpec
 from qmlir.ir.types import SUPPORTED_DTYPES, tensor_type
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
@@ -40,6 +40,7 @@ class ImportedGraph:
     inputs: List[TensorSpec]
     outputs: List[TensorSpec]
     aten_ops: frozenset = frozenset()  # names of the ATen overloads in the graph
+    mutated: tuple = ()  # positions of the inputs the graph writes in place (its input mutations)
 
     @property
     def mlir(self) -> str:
@@ -57,6 +58,7 @@ class ImportContext:
     constants: Dict[torch.fx.Node, torch.Tensor] = field(default_factory=dict)
     bounds_checks: bool = True
     checks: List[tuple] = field(default_factory=list)  # (message template, tensor<2xi64> value)
+    mutations: List[tuple] = field(default_factory=list)  # (input position, its new value): aten.copy_
 
     def add_check(self, node: torch.fx.Node, value: Any, detail: str) -> None:
         """A run-time check (qmlir/ir/checks.py) of `node`: `value` is its tensor<2xi64>
@@ -195,16 +197,22 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward",
                     problems.append((registry.op_name(node.target), e.reason))
             if problems:
                 raise UnsupportedOpError(problems)
-            results = [ctx.values[n] for n in out_nodes] + [v for _, v in ctx.checks]
+            results = [ctx.values[n] for n in out_nodes] + [v for _, v in ctx.checks] + [v for _, v in ctx.mutations]
             func.ReturnOp(results)
-        if ctx.checks:  # the checks are trailing results, one tensor<2xi64> each
+        if ctx.checks or ctx.mutations:  # trailing results: checks (tensor<2xi64> each), then mutations
             fn.attributes["function_type"] = ir.TypeAttr.get(
                 ir.FunctionType.get(list(ftype.inputs), [v.type for v in results]))
+        if ctx.checks:
             fn.attributes[CHECKS_ATTR] = ir.ArrayAttr.get([ir.StringAttr.get(m) for m, _ in ctx.checks])
             out_specs = out_specs + [TensorSpec((2,), torch.int64)] * len(ctx.checks)
+        if ctx.mutations:
+            i64 = ir.IntegerType.get_signless(64)
+            fn.attributes[MUTATED_RESULTS_ATTR] = ir.ArrayAttr.get([ir.IntegerAttr.get(i64, a) for a, _ in ctx.mutations])
+            out_specs = out_specs + [in_specs[a] for a, _ in ctx.mutations]
         aten_ops = frozenset(registry.op_name(n.target) for n in gm.graph.nodes
                              if n.op == "call_function" and n.target is not operator.getitem)
-        return ImportedGraph(module, context, func_name, in_specs, out_specs, aten_ops)
+        mutated = tuple(a for a, _ in ctx.mutations)
+        return ImportedGraph(module, context, func_name, in_specs, out_specs, aten_ops, mutated)
 
 
 def _import_node(ctx: ImportContext, node: torch.fx.Node) -> None:

@@ -34,6 +34,21 @@ class TensorSpec:
         return TensorSpec(tuple(int(s) for s in shape), dt)
 
 
+# The trailing results of a function that are the new values of arguments it writes in place
+# (a graph's input mutations), by argument position: `qmlir.mutated_results = [3, 5]` says the
+# last two results are the new values of arguments 3 and 5. After bufferization,
+# qmlir-drop-mutated-results writes each into its argument's buffer (nothing to do when it was
+# computed there in place) and removes them; callers never see them.
+MUTATED_RESULTS_ATTR = "qmlir.mutated_results"
+
+
+def mutated_results(fn: ir.Operation) -> List[int]:
+    """The argument positions of `fn`'s trailing mutated results (qmlir.mutated_results), in order."""
+    if MUTATED_RESULTS_ATTR not in fn.attributes:
+        return []
+    return [ir.IntegerAttr(a).value for a in ir.ArrayAttr(fn.attributes[MUTATED_RESULTS_ATTR])]
+
+
 def function_name(fn: ir.Operation) -> str:
     return ir.StringAttr(fn.attributes["sym_name"]).value
 

@@ -4,13 +4,16 @@
 out-parameter; it crashes (LLVM 22) when one buffer is returned twice, and must copy when a
 function returns an argument. CSE can merge two equal results after import, so this runs on
 the final tensor IR, just before bufferization: a result that repeats an earlier one or is a
-function argument is returned through a `linalg.copy`.
+function argument is returned through a `linalg.copy`. The trailing mutated results
+(`qmlir.mutated_results`: new values of arguments, qmlir-drop-mutated-results) are left as
+they are: they are written into their arguments, never returned.
 """
 from __future__ import annotations
 
 from mlir import ir
 from mlir.dialects import linalg, tensor
 
+from qmlir.ir.specs import mutated_results
 from qmlir.passes import registry
 
 
@@ -24,7 +27,7 @@ def run(module: ir.Module) -> int:
             if ret.name != "func.return":
                 continue
             seen = []
-            for i, v in enumerate(ret.operands):
+            for i, v in enumerate(list(ret.operands)[:len(ret.operands) - len(mutated_results(fn.operation))]):
                 if not isinstance(v.type, ir.RankedTensorType):
                     continue
                 if isinstance(v, ir.BlockArgument) or any(v == s for s in seen):

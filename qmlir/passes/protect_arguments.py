@@ -5,6 +5,9 @@ copy, not mutate the caller's torch tensor. This pass marks every argument of ev
 `bufferization.writable = false`, which one-shot bufferization honours:
 
     func.func @f(%x: tensor<4xf32>)   ->   func.func @f(%x: tensor<4xf32> {bufferization.writable = false})
+
+An argument already marked `bufferization.writable = true` keeps it: that is how IR declares an
+input it mutates in place (the importer marks the inputs a graph writes back with aten.copy_).
 """
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ def run(module) -> int:
         attrs = []
         for d in old:
             entries = {a.name: a.attr for a in ir.DictAttr(d)}
-            entries["bufferization.writable"] = ir.BoolAttr.get(False)
+            # an argument the IR declares writable (an input the graph mutates: aten.copy_ into
+            # it, qmlir/dialect_ops/scatter.py) keeps its declaration; every other one is read-only
+            entries.setdefault("bufferization.writable", ir.BoolAttr.get(False))
             attrs.append(ir.DictAttr.get(entries))
         fn.attributes["arg_attrs"] = ir.ArrayAttr.get(attrs)
     return len(fns)
@@ -32,6 +37,6 @@ def run(module) -> int:
 
 registry.register_pass(
     "qmlir-protect-arguments",
-    "mark every function argument bufferization.writable=false: compiled code never writes the caller's tensors",
+    "mark every function argument not declared writable bufferization.writable=false: compiled code writes no caller tensor but the inputs it mutates",
     run,
 )

@@ -99,6 +99,7 @@ class CpuFunction(LoadedFunction):
             for desc, t in zip(self._descs, ins + outs):
                 point_at(desc, t)
             self._fn(self._packed)
+        self._write_back(args, ins)
         return self._results(outs)
 
 

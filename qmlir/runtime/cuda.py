@@ -121,6 +121,7 @@ class CudaFunction(LoadedFunction):
                 point_at(desc, t)
             torch.cuda.current_stream(self.device).synchronize()  # inputs written by torch are ready
             self._fn(self._packed)  # returns after its stream has finished
+        self._write_back(args, ins)
         return self._results(outs)
 
 

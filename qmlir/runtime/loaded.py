@@ -27,6 +27,8 @@ class LoadedFunction:
         self.artifact = artifact
         self.inputs: List[TensorSpec] = list(artifact.inputs)
         self._checks = list(artifact.extras.get("checks", ()))
+        # inputs the function writes in place (a graph's input mutations, e.g. a KV cache)
+        self.mutated: List[int] = list(artifact.extras.get("mutated", ()))
         self._all_outputs: List[TensorSpec] = list(artifact.outputs)
         # what the caller gets; the trailing check results are the runtime's (qmlir/runtime/checks.py)
         self.outputs: List[TensorSpec] = self._all_outputs[:len(self._all_outputs) - len(self._checks)]
@@ -51,6 +53,14 @@ class LoadedFunction:
         self._descs = [make_descriptor(s) for s in shapes]
         self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
         self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
+
+    def _write_back(self, args: Sequence[torch.Tensor], passed: Sequence[torch.Tensor]) -> None:
+        """A mutated input that was passed as a contiguous copy (the caller's tensor is not
+        contiguous) gets the written values copied back; a contiguous one was written in place."""
+        for i in self.mutated:
+            if passed[i].data_ptr() != args[i].data_ptr() or passed[i].stride() != args[i].stride():
+                with torch.no_grad():
+                    args[i].copy_(passed[i])
 
     def _results(self, outs: List[torch.Tensor]) -> List[torch.Tensor]:
         """The caller's results: the check results are stripped (and raise if one failed)."""

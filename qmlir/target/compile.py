@@ -25,7 +25,7 @@ import torch
 from mlir import ir
 
 from qmlir.ir.checks import CHECKS_ATTR
-from qmlir.ir.specs import TensorSpec, entry_function, function_name, function_specs
+from qmlir.ir.specs import TensorSpec, entry_function, function_name, function_specs, mutated_results
 from qmlir.ir.walk import contains
 from qmlir.passes import gpu_device_buffers
 from qmlir.runtime.artifact import Artifact, ArtifactError
@@ -145,14 +145,20 @@ def compile_module(source: Union[str, ir.Module], target: Union[Target, str, Non
                     [s.shape for s in specs[1]] != [s.shape for s in outputs]:
                 raise ArtifactError(f"the given specs {_specs_text(specs)} do not match @{name}'s type")
             inputs, outputs = list(specs[0]), list(specs[1])
+        n_mutated = len(mutated_results(fn))  # trailing; dropped by the pipeline (qmlir-drop-mutated-results)
+        if n_mutated:
+            outputs = outputs[:len(outputs) - n_mutated]
         fn.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
         checks = [ir.StringAttr(a).value for a in ir.ArrayAttr(fn.attributes[CHECKS_ATTR])] \
             if CHECKS_ATTR in fn.attributes else []
         if len(checks) > len(outputs) or any(s != TensorSpec((2,), torch.int64) for s in outputs[len(outputs) - len(checks):]):
             raise ArtifactError(f"@{name}: {CHECKS_ATTR} names {len(checks)} check(s), but its trailing "
                                 "results are not tensor<2xi64>")
+        mutated = written_arguments(fn)
         pipeline.run(module, f"{target.kind} pipeline")
         extras: dict = {"checks": checks} if checks else {}
+        if mutated:
+            extras["mutated"] = mutated
         if target.kind == "cpu":
             libraries = ("c_runner_utils",) + (("async_runtime",) if _calls_async_runtime(module) else ())
         else:
@@ -169,6 +175,19 @@ def compile_module(source: Union[str, ir.Module], target: Union[Target, str, Non
                    extras, time.perf_counter() - t0)
     disk_cache.store(key, art.to_bytes())
     return art
+
+
+def written_arguments(fn) -> list:
+    """Positions of the arguments `fn` declares written in place (`bufferization.writable = true`:
+    the inputs a graph mutates); the runtime copies them back when it had to pass a copy."""
+    if "arg_attrs" not in fn.attributes:
+        return []
+    out = []
+    for i, d in enumerate(ir.ArrayAttr(fn.attributes["arg_attrs"])):
+        d = ir.DictAttr(d)
+        if "bufferization.writable" in d and ir.BoolAttr(d["bufferization.writable"]).value:
+            out.append(i)
+    return out
 
 
 def _calls_async_runtime(module: ir.Module) -> bool:
