@@ -9,6 +9,9 @@
 // CHECK-SAME: %arg0: tensor<4xf32> {bufferization.writable = false}
 // CHECK-SAME: %arg1: tensor<4xf32> {bufferization.writable = false, foo.bar = 1 : i64}
 // CHECK-SAME: -> tensor<4xf32>
+// CHECK-LABEL: func.func @mutates(
+// CHECK-SAME: %arg0: tensor<4xf32> {bufferization.writable = true}
+// CHECK-SAME: %arg1: tensor<4xf32> {bufferization.writable = false}
 // CHECK-LABEL: func.func @three(
 // CHECK-SAME: %arg0: tensor<2xi8> {bufferization.writable = false}
 // CHECK-SAME: %arg1: tensor<2xi8> {bufferization.writable = false}
@@ -24,6 +27,11 @@
 func.func @two(%x: tensor<4xf32>, %y: tensor<4xf32> {foo.bar = 1 : i64}) -> tensor<4xf32> {
   %r = linalg.add ins(%x, %y : tensor<4xf32>, tensor<4xf32>) outs(%x : tensor<4xf32>) -> tensor<4xf32>
   return %r : tensor<4xf32>
+}
+
+// An argument the IR declares writable (an input the graph mutates) keeps its declaration.
+func.func @mutates(%c: tensor<4xf32> {bufferization.writable = true}, %x: tensor<4xf32>) -> tensor<4xf32> {
+  return %x : tensor<4xf32>
 }
 
 func.func @three(%a: tensor<2xi8>, %b: tensor<2xi8>, %c: tensor<2xi8>) -> tensor<2xi8> {
