@@ -113,7 +113,7 @@ class CudaFunction(LoadedFunction):
 
     def __call__(self, *args: torch.Tensor) -> List[torch.Tensor]:
         self.check(args)
-        ins = [a.detach().contiguous() for a in args]
+        ins = [a if a.is_contiguous() else a.contiguous() for a in args]
         outs = [torch.empty(s.shape, dtype=s.dtype, device=self.device) for s in self._all_outputs]
         workspace = torch.empty(max(1, self._workspace_bytes), dtype=torch.uint8, device=self.device)
         with self._lock:

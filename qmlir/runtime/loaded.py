@@ -48,17 +48,35 @@ class LoadedFunction:
             raise CompileError(f"compiled module has no entry point {name}")
         return ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr)
 
-    def _pack(self, shapes: Sequence[tuple]) -> None:
-        """One memref descriptor per argument, and the packed pointer array a call passes."""
+    def _pack(self, shapes: Sequence[tuple], device: torch.device | None = None) -> None:
+        """One memref descriptor per argument, and the packed pointer array a call passes. The
+        check results (tensor<2xi64> each) are rows of one buffer of this function's, pointed at
+        once: a decode step has ~60 of them, and allocating and reading each separately cost more
+        than the rest of the call's packing."""
         self._descs = [make_descriptor(s) for s in shapes]
         self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
         self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
+        self._check_buffer = None  # made at the first call (loading may run under fake-tensor mode)
+        self._check_device = device
+
+    def _point_checks(self) -> None:
+        """Point the check results' descriptors at rows of the check buffer (once; with the lock held)."""
+        if self._check_buffer is None:
+            n = len(self._checks)
+            self._check_buffer = torch.zeros((n, 2), dtype=torch.int64, device=self._check_device)
+            first = len(self.inputs) + len(self.outputs)
+            for k, desc in enumerate(self._descs[first:first + n]):
+                desc.allocated = desc.aligned = self._check_buffer[k].data_ptr()
+
+    def _check_results(self) -> List[torch.Tensor]:
+        """This call's check results (call with the lock held: the buffer is reused by the next call)."""
+        return list(self._check_buffer.clone()) if self._checks else []
 
     def _write_back(self, args: Sequence[torch.Tensor], passed: Sequence[torch.Tensor]) -> None:
         """A mutated input that was passed as a contiguous copy (the caller's tensor is not
         contiguous) gets the written values copied back; a contiguous one was written in place."""
         for i in self.mutated:
-            if passed[i].data_ptr() != args[i].data_ptr() or passed[i].stride() != args[i].stride():
+            if passed[i] is not args[i]:
                 with torch.no_grad():
                     args[i].copy_(passed[i])
 
