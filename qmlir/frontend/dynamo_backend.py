@@ -108,9 +108,10 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
             return make_boxed_func(gm.forward)
         if on_compile is not None:
             on_compile(CompiledGraph(graph, fn, t1 - t0))
+        tensors = graph.tensor_inputs  # a specialized graph's size arguments are not passed
 
         def run(args):
-            return fn(*args)
+            return fn(*[args[i] for i in tensors]) if tensors is not None else fn(*args)
 
         run._boxed_call = True
         return run
@@ -125,6 +126,8 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
                 raise UnsupportedOpError([("autograd", message)])
             _warn_once(message)
             return gm.forward
+        if _is_dynamic(example_inputs):
+            return _Specializing(gm, lambda args: qmlir_backend(gm, args))
         # read now: inside AOT autograd's compiler, fake-tensor mode forbids touching real data
         frozen = {i: t.detach().cpu().clone() for i, t in enumerate(example_inputs) if is_frozen(t)}
         # keep_inference_input_mutations: a graph that writes into an input (a KV cache's
@@ -135,6 +138,37 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
         return compile_with_aot(gm, example_inputs)
 
     return qmlir_backend
+
+
+def _is_dynamic(example_inputs) -> bool:
+    """True when Dynamo hands over a graph with symbolic sizes (dynamic=True, or its automatic
+    dynamic after a second shape): a size argument, or a tensor whose shape is symbolic."""
+    return any(isinstance(e, torch.SymInt) or
+               (isinstance(e, torch.Tensor) and any(not isinstance(d, int) for d in e.shape))
+               for e in example_inputs)
+
+
+class _Specializing:
+    """A graph Dynamo captured with symbolic sizes, compiled by qmlir once per concrete shape at
+    call time (qmlir compiles static shapes): each new combination of input shapes (and size
+    arguments) is traced again by AOT autograd with those values, which makes every size a
+    constant, and compiled; later calls with it reuse that. Dynamo itself does not recompile,
+    so a model called with many lengths does not hit its recompile limit; each new length costs
+    one qmlir compile (cached on disk across processes)."""
+
+    def __init__(self, gm: torch.fx.GraphModule, compile_for: Callable):
+        self.gm = gm
+        self.compile_for = compile_for
+        self.compiled: Dict[tuple, Callable] = {}
+
+    def __call__(self, *args):
+        key = tuple((tuple(a.shape), a.dtype, a.device.type) if isinstance(a, torch.Tensor) else int(a)
+                    for a in args)
+        fn = self.compiled.get(key)
+        if fn is None:
+            fn = self.compiled[key] = self.compile_for([a.detach() if isinstance(a, torch.Tensor) else a
+                                                        for a in args])
+        return fn(*args)
 
 
 qmlir_backend = backend()

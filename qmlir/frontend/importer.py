@@ -41,6 +41,9 @@ class ImportedGraph:
     outputs: List[TensorSpec]
     aten_ops: frozenset = frozenset()  # names of the ATen overloads in the graph
     mutated: tuple = ()  # positions of the inputs the graph writes in place (its input mutations)
+    # positions (among the graph's inputs) of those the function takes; None: all of them. A graph
+    # specialized to concrete sizes keeps its size inputs (plain ints), unused: they are dropped.
+    tensor_inputs: tuple | None = None
 
     @property
     def mlir(self) -> str:
@@ -162,7 +165,12 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward",
     with context, ir.Location.unknown():
         module = ir.Module.create()
         ctx = ImportContext(gm, module, bounds_checks=bounds_checks)
-        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        all_placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        # an unused size argument (a graph specialized to concrete sizes) is not a function argument
+        placeholders = [n for n in all_placeholders
+                        if isinstance(n.meta.get("val"), torch.Tensor) or n.users]
+        tensor_inputs = None if len(placeholders) == len(all_placeholders) else \
+            tuple(i for i, n in enumerate(all_placeholders) if n in placeholders)
         output_node = next(n for n in gm.graph.nodes if n.op == "output")
         try:
             in_specs = [_spec(n, "input") for n in placeholders]
@@ -179,8 +187,9 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward",
             fn = func.FuncOp(func_name, ftype)
         fn.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
         block = fn.add_entry_block()
-        for i, (n, arg) in enumerate(zip(placeholders, block.arguments)):
+        for n, arg in zip(placeholders, block.arguments):
             ctx.values[n] = arg
+            i = all_placeholders.index(n)  # constants are keyed by the graph's input position
             if constants and i in constants:
                 ctx.constants[n] = constants[i]
         problems = []
@@ -212,7 +221,7 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward",
         aten_ops = frozenset(registry.op_name(n.target) for n in gm.graph.nodes
                              if n.op == "call_function" and n.target is not operator.getitem)
         mutated = tuple(a for a, _ in ctx.mutations)
-        return ImportedGraph(module, context, func_name, in_specs, out_specs, aten_ops, mutated)
+        return ImportedGraph(module, context, func_name, in_specs, out_specs, aten_ops, mutated, tensor_inputs)
 
 
 def _import_node(ctx: ImportContext, node: torch.fx.Node) -> None:

@@ -93,3 +93,30 @@ def test_smollm2_f32_64_tokens_equal_eager():
     tokens, _, graphs = compiled_generate(model, ids, 64)
     assert len(graphs) == 2
     assert torch.equal(tokens, ref_tokens), (tok.decode(tokens), tok.decode(ref_tokens))
+
+
+def test_new_prompt_lengths_compile_instead_of_falling_back():
+    """Dynamo's automatic dynamic turns the second prompt length into a graph with symbolic
+    sizes; qmlir compiles it once per concrete length (no eager fallback, no Dynamo recompile
+    limit), and a length seen before reuses its compiled graphs."""
+    import warnings
+    from qmlir.frontend.dynamo_backend import QmlirFallbackWarning
+    torch._dynamo.reset()
+    model = tiny_llama()
+    prompts = {n: torch.randint(0, 256, (1, n), generator=torch.Generator().manual_seed(n)) for n in (5, 17, 100)}
+    refs = {n: generate(model, ids, 6)[0] for n, ids in prompts.items()}
+    graphs = []
+    eager_forward = model.forward
+    model.forward = torch.compile(eager_forward, backend=qmlir.backend(on_compile=graphs.append))  # dynamic=None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", QmlirFallbackWarning)
+            counts = []
+            for n in (5, 17, 100, 17):
+                tokens, _ = generate(model, prompts[n], 6)
+                assert torch.equal(tokens, refs[n]), n
+                counts.append(len(graphs))
+    finally:
+        model.forward = eager_forward
+    assert counts[-1] == counts[-2], "a prompt length seen before compiles nothing"
+    assert counts[0] == 2 and counts[1] > counts[0] and counts[2] > counts[1]

@@ -190,3 +190,24 @@ def test_only_mutated_inputs_are_writable_in_the_ir():
     assert head.count("bufferization.writable = true") == 2
     assert "qmlir.mutated_results = [" in head
     assert len(graph.mutated) == 2  # Dynamo orders the inputs by first use
+
+
+def test_dynamic_graphs_specialize_per_shape():
+    """torch.compile(dynamic=True) (symbolic sizes) compiles once per concrete shape, writes its
+    inputs in place like a static graph, and reuses a shape's compiled graph."""
+    graphs = []
+    torch._dynamo.reset()
+
+    def f(x, n):
+        n.add_(1)
+        return torch.softmax(x.view(x.shape[0], -1) * 2, -1)
+
+    compiled = torch.compile(f, backend=qmlir.backend(strict=True, on_compile=graphs.append), dynamic=True)
+    n, n_ref = torch.zeros(1), torch.zeros(1)
+    with torch.no_grad():
+        for rows in (3, 9, 3):
+            x = torch.randn(rows, 2, 2)
+            torch.testing.assert_close(compiled(x, n), f(x, n_ref))
+    assert torch.equal(n, n_ref) and n.item() == 3
+    assert len(graphs) == 2
+    assert all(g.graph.tensor_inputs is not None for g in graphs)  # the size argument is not passed
