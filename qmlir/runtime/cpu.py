@@ -119,7 +119,7 @@ class CpuFunction(LoadedFunction):
             checks = self._check_results()
         if self.mutated:
             self._write_back(args, ins)
-        return self._results(outs + checks)
+        return self._results(outs, checks)
 
 
 def check_inputs(func_name: str, specs: Sequence[TensorSpec], args: Sequence[torch.Tensor],

@@ -68,9 +68,10 @@ class LoadedFunction:
             for k, desc in enumerate(self._descs[first:first + n]):
                 desc.allocated = desc.aligned = self._check_buffer[k].data_ptr()
 
-    def _check_results(self) -> List[torch.Tensor]:
-        """This call's check results (call with the lock held: the buffer is reused by the next call)."""
-        return list(self._check_buffer.clone()) if self._checks else []
+    def _check_results(self) -> torch.Tensor | None:
+        """This call's check results as one [checks, 2] tensor (call with the lock held: the
+        buffer is reused by the next call); None when the function has no checks."""
+        return self._check_buffer.clone() if self._checks else None
 
     def _write_back(self, args: Sequence[torch.Tensor], passed: Sequence[torch.Tensor]) -> None:
         """A mutated input that was passed as a contiguous copy (the caller's tensor is not
@@ -80,9 +81,13 @@ class LoadedFunction:
                 with torch.no_grad():
                     args[i].copy_(passed[i])
 
-    def _results(self, outs: List[torch.Tensor]) -> List[torch.Tensor]:
-        """The caller's results: the check results are stripped (and raise if one failed)."""
+    def _results(self, outs: List[torch.Tensor], checks: torch.Tensor | None = None) -> List[torch.Tensor]:
+        """The caller's results: the check results (the trailing outputs, or `checks` given as
+        one [checks, 2] tensor) are stripped, and raise if one failed."""
         if not self._checks:
+            return outs
+        if checks is not None:
+            raise_failed(self._checks, checks)
             return outs
         n = len(self._checks)
         raise_failed(self._checks, outs[-n:])
