@@ -129,12 +129,20 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
         n = 0
         with torch.no_grad():
             for item in tqdm(data, total=total, desc="qmlir calibration", unit="batch", disable=not progress):
-                if isinstance(item, dict):
-                    model(**item)
-                elif isinstance(item, (tuple, list)):
-                    model(*item)
-                else:
-                    model(item)
+                try:
+                    if isinstance(item, dict):
+                        model(**item)
+                    elif isinstance(item, (tuple, list)):
+                        model(*item)
+                    else:
+                        model(item)
+                except CalibrationError:
+                    raise
+                except (TypeError, ValueError, RuntimeError, AttributeError, IndexError, KeyError) as e:
+                    first = str(e).splitlines()[0] if str(e) else ""
+                    raise CalibrationError(f"calibration batch {n}: the model rejected it ({type(e).__name__}: "
+                                           f"{first}); give inputs the model takes (tensors, tuples of "
+                                           "arguments or dicts of keyword arguments)") from None
                 n += 1
     finally:
         shared.clear()
@@ -147,3 +155,31 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
         raise CalibrationError(f"calibration never ran layer(s) {', '.join(unseen[:5])}"
                                f"{' ...' if len(unseen) > 5 else ''}: their activations cannot be calibrated")
     return observers
+
+
+def validate_calibration(data) -> list:
+    """The calibration batches as a list, checked before anything runs: CalibrationError for no
+    batches, a batch that is not a tensor, tuple/list or dict, or float values that are NaN/Inf."""
+    if isinstance(data, (torch.Tensor, dict)):
+        data = [data]
+    try:
+        batches = list(data)
+    except TypeError:
+        raise CalibrationError(f"calibration data must be an iterable of model inputs, got "
+                               f"{type(data).__name__}") from None
+    if not batches:
+        raise CalibrationError("calibration data is empty: give at least one input batch")
+    for i, item in enumerate(batches):
+        if isinstance(item, dict):
+            values = list(item.values())
+        elif isinstance(item, (tuple, list)):
+            values = list(item)
+        elif isinstance(item, torch.Tensor):
+            values = [item]
+        else:
+            raise CalibrationError(f"calibration batch {i} is a {type(item).__name__}: give tensors, tuples "
+                                   "of arguments or dicts of keyword arguments")
+        for v in values:
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise CalibrationError(f"calibration batch {i} has NaN or Inf values")
+    return batches

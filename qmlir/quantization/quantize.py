@@ -16,7 +16,7 @@ import torch
 
 from qmlir.errors import QmlirError
 from qmlir.quantization import smoothquant
-from qmlir.quantization.calibration import ActivationObserver, calibrate
+from qmlir.quantization.calibration import ActivationObserver, calibrate, validate_calibration
 from qmlir.quantization.gptq import gptq_quantize
 from qmlir.quantization.config import PRESETS, QuantConfig, QuantConfigError
 from qmlir.quantization.linear import CastLinear, QuantizedLinear
@@ -135,6 +135,15 @@ def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[Activ
                            smooth_inv, idx, w_out)
 
 
+def _replace(root: torch.nn.Module, name: str, new: torch.nn.Module) -> torch.nn.Module:
+    """`root` with its submodule `name` replaced by `new`; `new` itself when `name` is "" (the
+    model is a bare nn.Linear)."""
+    if name == "":
+        return new
+    root.set_submodule(name, new)
+    return root
+
+
 def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
              config: Union[QuantConfig, str, dict, None] = None, progress: bool = True) -> torch.nn.Module:
     """A quantized copy of `model` (which is left untouched).
@@ -147,6 +156,10 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
     a QuantReport (config and per-layer parameters).
     """
     cfg = resolve_config(config)
+    if not isinstance(model, torch.nn.Module):
+        raise QuantizationError(f"qmlir.quantize takes a torch.nn.Module, got {type(model).__name__}")
+    if calib_data is not None:
+        calib_data = validate_calibration(calib_data)  # weight-only modes too: bad data is an error
     qmodel = copy.deepcopy(model).eval()
     names, skipped = select_layers(qmodel, cfg)
     if not names:
@@ -162,7 +175,7 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
     if not cfg.is_integer:
         dtype = torch.bfloat16 if cfg.weight_dtype == "bf16" else torch.float16
         for n in names:
-            qmodel.set_submodule(n, CastLinear(linears[n], dtype))
+            qmodel = _replace(qmodel, n, CastLinear(linears[n], dtype))
         qmodel.qmlir_quant = report
         return qmodel
     observers: Dict[str, ActivationObserver] = {}
@@ -186,13 +199,13 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
                                                 alpha=round(group.alpha, 4))
                     if inv is not None:
                         smooth_inv[n] = inv
-                        qmodel.set_submodule(n, smoothquant.SmoothedLinear(linears[n], inv))
+                        qmodel = _replace(qmodel, n, smoothquant.SmoothedLinear(linears[n], inv))
             observers = calibrate(qmodel, calib, linears, progress, hessian=gptq,  # the smoothed activations
                                   sink_weight=cfg.gptq_sink_weight)
     from tqdm.auto import tqdm
     for n in tqdm(names, desc="qmlir quantize", unit="layer", disable=not progress):
         layer = _quantized_layer(linears[n], cfg, observers.get(n), smooth_inv.get(n), report.layers[n])
-        qmodel.set_submodule(n, layer)
+        qmodel = _replace(qmodel, n, layer)
         if n in observers:
             observers[n].xtx = None  # free the Hessian
     qmodel.qmlir_quant = report

@@ -34,3 +34,42 @@ def test_save_quantized_into_a_missing_directory(tmp_path):
         qmlir.save_quantized(q, tmp_path / "no" / "such" / "dir" / "m.safetensors")
     path = qmlir.save_quantized(q, tmp_path / "m.safetensors")
     assert path.stat().st_size > 0 and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("preset", ["int8-weight-only", "w8a8-static", "int4-g128", "bf16"])
+def test_quantize_a_bare_linear(preset):
+    """A model that is itself an nn.Linear is quantized (the result is the quantized layer)."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(128, 32)
+    x = torch.randn(4, 128)
+    q = qmlir.quantize(lin, [x], preset, progress=False)
+    assert q is not lin and isinstance(lin, torch.nn.Linear)  # the original is untouched
+    err = (q(x) - lin(x)).abs().max() / lin(x).abs().max()
+    assert err < (0.1 if preset == "int4-g128" else 0.02)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ([], "calibration data is empty"),
+    ([torch.full((4, 64), float("nan"))], "NaN or Inf"),
+    ([torch.randn(4, 64) * float("inf")], "NaN or Inf"),
+    (["some text"], "batch 0 is a str"),
+    (5, "must be an iterable of model inputs"),
+])
+@pytest.mark.parametrize("preset", ["int8-weight-only", "w8a8-static"])
+def test_bad_calibration_data_is_a_calibration_error(bad, match, preset):
+    from qmlir.quantization import CalibrationError
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32))
+    with pytest.raises(CalibrationError, match=match):
+        qmlir.quantize(model, bad, preset, progress=False)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ([torch.randn(4, 3)], "batch 0: the model rejected it \\(RuntimeError"),
+    ([{"y": torch.randn(4, 64)}], "batch 0: the model rejected it \\(TypeError"),
+    ([torch.randn(4, 64), torch.randn(4, 64, dtype=torch.float64)], "batch 1: the model rejected it"),
+])
+def test_calibration_batches_the_model_rejects(bad, match):
+    from qmlir.quantization import CalibrationError
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32))
+    with pytest.raises(CalibrationError, match=match):
+        qmlir.quantize(model, bad, "w8a8-static", progress=False)
