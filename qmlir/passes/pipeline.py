@@ -147,6 +147,8 @@ class Pipeline:
 
         def flush():
             if upstream:
+                for element in upstream:
+                    _check_nested_pipelines(element, context)
                 text = ",".join(upstream)
                 try:
                     pm.add(text)
@@ -178,6 +180,42 @@ class Pipeline:
             pm.run(module.operation)
         except ir.MLIRError as e:
             raise CompileError(f"{what} failed: {e}") from None
+
+
+# Options of upstream passes whose value is itself a pass pipeline, parsed by the pass only when
+# it runs: a bad one printed an error there and the run went on (exit status 0).
+_PIPELINE_OPTIONS = ("default-pipeline=",)
+
+
+def _option_value(text: str, start: int) -> str:
+    """The option value starting at `start`: up to a space or the option list's closing brace."""
+    depth, i = 0, start
+    while i < len(text):
+        c = text[i]
+        if c in "{(":
+            depth += 1
+        elif c in "})":
+            if depth == 0:
+                break
+            depth -= 1
+        elif c == " " and depth == 0:
+            break
+        i += 1
+    return text[start:i]
+
+
+def _check_nested_pipelines(element: str, context: ir.Context) -> None:
+    """PipelineError for an option of `element` that names a pipeline MLIR cannot parse."""
+    for option in _PIPELINE_OPTIONS:
+        at = element.find(option)
+        if at < 0 or "{" not in element[:at]:
+            continue
+        value = _option_value(element, at + len(option))
+        try:
+            passmanager.PassManager.parse(f"builtin.module(func.func({value}))", context=context)
+        except ValueError as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else "invalid pipeline"
+            raise PipelineError(f"bad pipeline in option {option}{value} of '{element}': {msg}") from None
 
 
 def _upstream_error(elements: List[str], context: ir.Context, error: ValueError) -> PipelineError:

@@ -36,3 +36,9 @@ func.func @zero_point(%x: tensor<4xf32>) -> tensor<4xf32> {
 // Option values LLVM would abort on:
 // RUN: not qmlir-opt %s --split-input-file --qmlir-lower-to-cuda='opt-level=99' 2>&1 | FileCheck %s --check-prefix=OPTLEVEL
 // OPTLEVEL: qmlir-opt: error: qmlir-lower-to-cuda: option 'opt-level' must be >= 0 and <= 3, got '99'
+
+// A pass option whose value is a pipeline (inline's default-pipeline) is checked before the run:
+// MLIR parses it only when the pass runs, printed its error there, and exited 0.
+// RUN: not qmlir-opt %s --split-input-file --inline='default-pipeline=bogus' 2>&1 | FileCheck %s --check-prefix=NESTED
+// RUN: qmlir-opt %s --split-input-file --inline='default-pipeline=canonicalize' -o /dev/null
+// NESTED: qmlir-opt: error: bad pipeline in option default-pipeline=bogus of 'inline{default-pipeline=bogus}'
