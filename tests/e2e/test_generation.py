@@ -120,3 +120,18 @@ def test_new_prompt_lengths_compile_instead_of_falling_back():
         model.forward = eager_forward
     assert counts[-1] == counts[-2], "a prompt length seen before compiles nothing"
     assert counts[0] == 2 and counts[1] > counts[0] and counts[2] > counts[1]
+
+
+def test_generation_timer_records_the_new_tokens():
+    from qmlir.evaluation import GenerationTimer
+    model = tiny_llama()
+    ids = torch.randint(0, 256, (1, 7), generator=torch.Generator().manual_seed(1))
+    seen = []
+    timer = GenerationTimer(on_token=seen.append)
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=0,
+                             cache_implementation="static", streamer=timer)
+    assert timer.tokens == out[0, 7:].tolist() and len(seen) == 5
+    assert timer.ttft_s > 0 and timer.decode_tokens_per_s > 0
+    with pytest.raises(ValueError, match="no token"):
+        GenerationTimer().ttft_s
