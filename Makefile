@@ -7,12 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qmlir-installed
 JOBS   ?= 2
 
-.PHONY: demo test test-e2e test-lit test-unit bench fuzz supported-ops clean help
+.PHONY: demo test test-e2e test-lit test-unit bench bench-llamacpp fuzz supported-ops clean help
 
 help:
 	@echo "make demo   - run SmolLM2-135M eagerly and through qmlir, print perplexity, text and times"
 	@echo "make test   - the whole suite: unit + e2e numerics (pytest) and lit/FileCheck"
 	@echo "make bench  - qmlir vs eager and inductor, side by side, as ratios (JSON in benchmarks/results/)"
+	@echo "make bench-llamacpp - llama.cpp (pip builds llama-cpp-python) as a peer: Q8_0/Q4_0 prefill and decode"
 	@echo "make fuzz   - 5,000 mutated .mlir inputs through qmlir-opt/qmlir-run (FUZZ_CASES, FUZZ_SEED)"
 	@echo "make supported-ops - print the supported-op table for the README"
 
@@ -39,7 +40,16 @@ test-lit: $(STAMP)
 	$(BIN)/lit -sv -j $(JOBS) tests/lit
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench.py
+	OMP_NUM_THREADS=$(JOBS) $(BIN)/python benchmarks/bench.py
+
+# The llama.cpp peer: never built by `make test`; pip builds llama-cpp-python from source once.
+LLAMACPP_STAMP := $(VENV)/.llamacpp-installed
+$(LLAMACPP_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q llama-cpp-python==0.3.36
+	touch $(LLAMACPP_STAMP)
+
+bench-llamacpp: $(LLAMACPP_STAMP)
+	OMP_NUM_THREADS=$(JOBS) $(BIN)/python benchmarks/bench_llamacpp.py
 
 FUZZ_CASES ?= 5000
 FUZZ_SEED  ?= 1
