@@ -57,7 +57,9 @@ class Variant:
             for layer in self.cache.layers:
                 layer.cumulative_length.fill_(pos)
         positions = torch.arange(pos, pos + ids.shape[1])
-        return self.forward(input_ids=ids, cache=self.cache, cache_position=positions, use_cache=True).logits
+        # logits_to_keep=1: the last position's logits only, as generate asks for them
+        return self.forward(input_ids=ids, cache=self.cache, cache_position=positions, use_cache=True,
+                            logits_to_keep=1).logits
 
     def fill(self, ids, upto):
         """Write the first `upto` tokens of `ids` into the cache (chunks of 128 on a static cache)."""
