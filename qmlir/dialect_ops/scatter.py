@@ -1,5 +1,5 @@
-"""Writes: index_put (index_copy decomposes to it), scatter / scatter_add, slice_scatter,
-select_scatter, and copy_ into a graph input (input mutation).
+"""Writes: index_put (index_copy decomposes to it), scatter / scatter_add, slice_scatter, and
+copy_ into a graph input (input mutation). (select_scatter decomposes to a where.)
 
 Functional writes produce a new tensor from their destination operand; bufferization turns
 each into a write in place when nothing reads the old value afterwards (a KV-cache update
@@ -210,18 +210,6 @@ def slice_scatter(ctx, node, x, src, dim=0, start=None, end=None, step=1):
     if count == 0:
         return x
     return tensor.insert_slice(src, x, [], [], [], offsets, sizes, strides)
-
-
-@lowering(aten.select_scatter.default)
-def select_scatter(ctx, node, x, src, dim, index):
-    shape = shape_of(x)
-    d = dim % len(shape)
-    offsets = [0] * len(shape)
-    offsets[d] = index % shape[d]
-    sizes = list(shape)
-    sizes[d] = 1
-    src = _as(src, [s for i, s in enumerate(shape) if i != d], node.meta["val"].dtype)
-    return _insert(src, x, offsets, sizes)
 
 
 @lowering(aten.copy_.default)

@@ -157,9 +157,10 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
     return observers
 
 
-def validate_calibration(data) -> list:
+def validate_calibration(data, finite: bool = True) -> list:
     """The calibration batches as a list, checked before anything runs: CalibrationError for no
-    batches, a batch that is not a tensor, tuple/list or dict, or float values that are NaN/Inf."""
+    batches, a batch that is not a tensor, tuple/list or dict, or (`finite`) float values that
+    are NaN/Inf."""
     if isinstance(data, (torch.Tensor, dict)):
         data = [data]
     try:
@@ -180,6 +181,6 @@ def validate_calibration(data) -> list:
             raise CalibrationError(f"calibration batch {i} is a {type(item).__name__}: give tensors, tuples "
                                    "of arguments or dicts of keyword arguments")
         for v in values:
-            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            if finite and isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
                 raise CalibrationError(f"calibration batch {i} has NaN or Inf values")
     return batches

@@ -159,7 +159,9 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
     if not isinstance(model, torch.nn.Module):
         raise QuantizationError(f"qmlir.quantize takes a torch.nn.Module, got {type(model).__name__}")
     if calib_data is not None:
-        calib_data = validate_calibration(calib_data)  # weight-only modes too: bad data is an error
+        # checked before anything runs, weight-only modes too (their data is otherwise unused);
+        # where calibration runs, its observers name the layer a NaN/Inf reaches instead
+        calib_data = validate_calibration(calib_data, finite=not cfg.needs_calibration)
     qmodel = copy.deepcopy(model).eval()
     names, skipped = select_layers(qmodel, cfg)
     if not names:

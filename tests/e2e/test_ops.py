@@ -186,6 +186,19 @@ EXACT_CASES = [
     ("index_split", lambda x, i, j: x[i, :, j], lambda: (rnd(4, 3, 5), ints(2, lo=0, hi=4), ints(2, lo=0, hi=5))),
     ("gather", lambda x, i: torch.gather(x, 1, i), lambda: (rnd(3, 5), ints(3, 4, lo=0, hi=5))),
     ("index_select", lambda x, i: torch.index_select(x, 0, i), lambda: (rnd(5, 3), ints(4, lo=0, hi=5))),
+    # writes (qmlir/dialect_ops/scatter.py; in-place forms: tests/e2e/test_input_mutation.py)
+    ("index_put", lambda x, i, v: torch.index_put(x, (i,), v), lambda: (rnd(6, 3), torch.tensor([4, -1, 0]), rnd(3))),
+    ("index_put_accumulate", lambda x, i, v: torch.index_put(x, (i,), v, accumulate=True),
+     lambda: (rnd(5, 3), torch.tensor([0, 2, 0]), rnd(3, 3))),
+    ("index_copy", lambda x, i, v: x.index_copy(1, i, v), lambda: (rnd(2, 6, 3), torch.tensor([5, 1]), rnd(2, 2, 3))),
+    ("scatter", lambda x, i, v: torch.scatter(x, 1, i, v), lambda: (rnd(3, 5), torch.tensor([[0, 4], [2, 2], [1, 0]]),
+                                                                 rnd(3, 2))),
+    ("scatter_value", lambda x, i: torch.scatter(x, 0, i, -3.0), lambda: (rnd(4, 2), torch.tensor([[3, 0]]))),
+    ("scatter_add", lambda x, i, v: torch.scatter_add(x, 0, i, v), lambda: (rnd(4, 2), torch.tensor([[0, 3], [0, 0]]),
+                                                                        rnd(2, 2))),
+    ("slice_scatter", lambda x, v: torch.slice_scatter(x, v, 1, 1, 5, 2), lambda: (rnd(3, 6), rnd(3, 2))),
+    ("select_scatter", lambda x, v: torch.select_scatter(x, v, 0, -1), lambda: (rnd(4, 3), rnd(3))),
+    ("copy_into_input", lambda x, v: x.copy_(v) * 2, lambda: (rnd(3, 4), ints(4))),  # broadcast, int -> float
 ]
 
 
