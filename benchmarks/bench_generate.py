@@ -30,8 +30,17 @@ CONTEXTS = (128, 512)
 def _forward(model, backend):
     if backend is None:
         return model.forward
-    torch._dynamo.reset()
     return torch.compile(model.forward, backend=backend, dynamic=False)
+
+
+def _dynamo_limits() -> None:
+    """Every compiled variant captures the same code (the model class's forward): three graphs
+    each (two prompt lengths and the decode step), more than Dynamo's default recompile limit of
+    8 per code object, past which Dynamo runs the frame eagerly without a word, and an eager run
+    would be timed as a compiled row. Raise the limit, and make hitting it an error."""
+    torch._dynamo.config.recompile_limit = 256
+    torch._dynamo.config.accumulated_recompile_limit = 4096
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 
 class Variant:
@@ -120,6 +129,7 @@ def generation_groups(rounds: int, warmup: int, inductor: bool, quantize, modes=
     (qmlir f32 and eager f32 always run; `modes` are the others)."""
     import qmlir
     from qmlir import zoo
+    _dynamo_limits()
     model, tok = zoo.smollm2(torch.float32)
     model16 = zoo.smollm2(torch.bfloat16)[0] if "bf16" in modes else None
     ids = tok(zoo.gpl3_text(), return_tensors="pt").input_ids[:, :CTX_LEN]
@@ -149,9 +159,13 @@ def generation_groups(rounds: int, warmup: int, inductor: bool, quantize, modes=
         for length in PROMPTS:
             prompt = ids[:, :length]
             for v in variants:  # first calls: the compiles
+                before = len(v.graphs)
                 t0 = time.perf_counter()
                 v.run(prompt, 0)
                 v.first_call_s[f"prefill {length}"] = time.perf_counter() - t0
+                if v.name.startswith("qmlir") and len(v.graphs) != before + 1:
+                    raise RuntimeError(f"{v.name}: the {length}-token prefill compiled {len(v.graphs) - before} "
+                                       "qmlir graphs, expected 1")
             med = _round_robin(variants, lambda v: v.run(prompt, 0).argmax(-1), rounds, warmup)
             rows += _rows(f"SmolLM2-135M prefill, {length}-token prompt (TTFT)", variants, med, length,
                           f"prefill {length}")
@@ -159,11 +173,15 @@ def generation_groups(rounds: int, warmup: int, inductor: bool, quantize, modes=
             step = {"i": 0}
             for v in variants:
                 v.fill(ids, ctx)
+                before = len(v.graphs)
                 t0 = time.perf_counter()
                 v.run(ids[:, ctx:ctx + 1], ctx)
                 v.first_call_s[f"decode {ctx}"] = time.perf_counter() - t0
-                if v.graphs and v.decode_graph is None:
-                    v.decode_graph = v.graphs[-1]  # the one-token graph, compiled by that first call
+                if v.name.startswith("qmlir") and v.decode_graph is None:
+                    if len(v.graphs) != before + 1:  # the first one-token call compiles the decode graph
+                        raise RuntimeError(f"{v.name}: the first decode step compiled {len(v.graphs) - before} "
+                                           "qmlir graphs, expected 1")
+                    v.decode_graph = v.graphs[-1]
 
             def decode(v, ctx=ctx):
                 pos = ctx + step["i"] % 8  # positions ctx..ctx+7, rewritten every 8 rounds
@@ -191,8 +209,8 @@ def _rows(title, variants, med, tokens, phase):
         row = {"group": title, "variant": v.name, "median_s": t, "speedup_vs_eager_f32": base / t,
                "tokens_per_s": tokens / t, "first_call_s": v.first_call_s.get(phase)}
         extra = []
-        for label, ref in (("eager bf16", "eager bf16"), ("inductor", "inductor f32")):
-            if ref in med and v.name.startswith("qmlir") and (label != "eager bf16" or "f32" not in v.name):
+        for label, ref in (("eager bf16", "eager bf16"), ("inductor f32", "inductor f32")):
+            if ref in med and v.name.startswith("qmlir") and ((label == "eager bf16") != (v.name == "qmlir f32")):
                 row[f"speedup_vs_{label}"] = med[ref] / t
                 extra.append(f"{med[ref] / t:5.2f}x vs {label}")
         rows.append(row)
@@ -212,7 +230,9 @@ def _overhead_rows(variants, ids):
         for i in range(steps):
             v.run(ids[:, ctx + i % 8:ctx + i % 8 + 1], ctx + i % 8)
         total = (time.perf_counter() - t0) / steps
-    inside = stats["inside"] / max(1, stats["n"])
+    if not stats["n"] or not stats["inside"]:
+        raise RuntimeError("the qmlir f32 decode steps did not run the compiled decode graph")
+    inside = stats["inside"] / stats["n"]
     packing = stats["call"] / max(1, stats["n"]) - inside
     print(f"\nqmlir f32 decode step at context {ctx}: {total * 1e3:.2f} ms; compiled code {inside * 1e3:.2f} ms "
           f"({weight_bytes / inside / 1e9:.1f} GB/s over its {weight_bytes / 1e6:.0f} MB of inputs); qmlir's "

@@ -79,10 +79,20 @@ def _target_context(target: Target):
     return sdpa_kernel([SDPBackend.MATH])
 
 
+# Each qmlir.compile captures the model's forward once more; Dynamo counts those captures per code
+# object (one class's forward) against its recompile limit (8), so a user compiling a ninth model
+# of one class (benchmarking configurations) hit it. The captures are qmlir's own, each bound to
+# its CompiledModule: the limit is raised for them (not for the user's torch.compile calls).
+_CAPTURE_LIMIT = 1024
+
+
 def _capture_errors(call: Callable[[], Any]) -> None:
     """Run a Dynamo-compiled call, turning capture failures into qmlir's typed errors."""
+    limit = max(_CAPTURE_LIMIT, torch._dynamo.config.recompile_limit)
+    patch = torch._dynamo.config.patch(recompile_limit=limit,
+                                       accumulated_recompile_limit=max(limit, torch._dynamo.config.accumulated_recompile_limit))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), patch:
             call()
     except torch._dynamo.exc.BackendCompilerFailed as e:
         if isinstance(e.inner_exception, QmlirError):

@@ -98,7 +98,8 @@ registry.register_pass(
     {
         "weight-type": registry.Option(str, "i8", "weight storage", ("i8", "i4")),
         "granularity": registry.Option(str, "channel", "weight scales per output channel or per group", ("channel", "group")),
-        "group-size": registry.Option(int, 128, "input channels per scale group (granularity=group)", minimum=1),
+        "group-size": registry.Option(int, 128, "input channels per scale group (granularity=group)", minimum=1,
+                                      requires=("granularity", "group")),
         "act": registry.Option(str, "static", "activation quantization", ("static", "dynamic", "none")),
         "act-absmax": registry.Option(float, 0.0, "activation range for act=static when the matmul has no qmlir.act_absmax"),
     },

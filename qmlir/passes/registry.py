@@ -38,6 +38,9 @@ class Option:
     choices: Sequence[str] | None = None
     minimum: float | None = None  # for int and float options: the least value accepted
     maximum: float | None = None
+    # (option, value) this option only means something with: a value other than the default given
+    # while that option has another value is an error (e.g. group-size without granularity=group)
+    requires: tuple | None = None
 
     def parse(self, pass_name: str, key: str, text: str) -> Any:
         try:
@@ -80,6 +83,10 @@ def _parse_options(name: str, options: Dict[str, Option], text: str) -> Dict[str
             known = ", ".join(options) or "none"
             raise PassOptionError(f"{name}: unknown option '{key}' (options: {known})")
         values[key] = options[key].parse(name, key, raw)
+    for key, o in options.items():
+        if o.requires and values[key] != o.default and values[o.requires[0]] != o.requires[1]:
+            raise PassOptionError(f"{name}: option '{key}={o.render(values[key])}' has no effect unless "
+                                  f"{o.requires[0]}={o.requires[1]} (got {o.requires[0]}={values[o.requires[0]]})")
     return values
 
 

@@ -84,6 +84,9 @@ class QuantConfig:
         if not isinstance(self.group_size, int) or isinstance(self.group_size, bool) or self.group_size < 2 \
                 or self.group_size % 2:
             raise QuantConfigError(f"group_size={self.group_size!r}: expected an even integer >= 2")
+        if self.group_size != type(self).__dataclass_fields__["group_size"].default and self.weight_granularity != "group":
+            raise QuantConfigError(f"group_size={self.group_size} has no effect with weight_granularity="
+                                   f"{self.weight_granularity!r}: set weight_granularity='group'")
         if not (isinstance(self.act_percentile, (int, float)) and 0 < self.act_percentile <= 100):
             raise QuantConfigError(f"act_percentile={self.act_percentile!r}: expected a number in (0, 100]")
         if self.weight_algorithm == "gptq" and not self.is_integer:

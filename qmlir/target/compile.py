@@ -24,7 +24,9 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import torch
 from mlir import ir
 
+from qmlir.errors import CompileError
 from qmlir.ir.checks import CHECKS_ATTR
+from qmlir.ir.static_checks import static_errors
 from qmlir.ir.specs import TensorSpec, entry_function, function_name, function_specs, mutated_results
 from qmlir.ir.walk import contains
 from qmlir.passes import gpu_device_buffers
@@ -137,6 +139,10 @@ def compile_module(source: Union[str, ir.Module], target: Union[Target, str, Non
     context = ir.Context()
     with context, ir.Location.unknown():
         module = ir.Module.parse(text)
+        problems = static_errors(module)  # what would crash the compiled code or its allocation
+        if problems:
+            more = f" ({len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise CompileError(f"{problems[0]}{more}")
         fn = entry_function(module, entry)
         name = function_name(fn)
         inputs, outputs = function_specs(fn)

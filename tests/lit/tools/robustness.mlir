@@ -42,3 +42,16 @@ func.func @zero_point(%x: tensor<4xf32>) -> tensor<4xf32> {
 // RUN: not qmlir-opt %s --split-input-file --inline='default-pipeline=bogus' 2>&1 | FileCheck %s --check-prefix=NESTED
 // RUN: qmlir-opt %s --split-input-file --inline='default-pipeline=canonicalize' -o /dev/null
 // NESTED: qmlir-opt: error: bad pipeline in option default-pipeline=bogus of 'inline{default-pipeline=bogus}'
+
+// Constant indices out of a static dimension, and tensors larger than the machine's memory, are
+// errors before anything is compiled (they crashed the compiled code, or its allocation).
+// RUN: not qmlir-run %S/Inputs/extract-out-of-range.mlir --random-inputs 2>&1 | FileCheck %s --check-prefix=EXTRACT
+// EXTRACT: qmlir-run: error: loc({{.*}}:3:8): tensor.extract at index 9 of dimension 0 with size 4 (type tensor<4xf32>): out of bounds
+// EXTRACT-NOT: Traceback
+// RUN: not qmlir-run %S/Inputs/huge-constant.mlir --random-inputs 2>&1 | FileCheck %s --check-prefix=HUGE
+// HUGE: arith.constant makes a tensor<4000000000000xf32> of 14901.2 GiB, more than this machine's
+// HUGE-NOT: Traceback
+
+// An option that has no effect with the others given is an error, not ignored.
+// RUN: not qmlir-opt %s --split-input-file --qmlir-quantize-matmul='granularity=channel group-size=64' 2>&1 | FileCheck %s --check-prefix=GROUP
+// GROUP: qmlir-opt: error: qmlir-quantize-matmul: option 'group-size=64' has no effect unless granularity=group (got granularity=channel)
