@@ -102,6 +102,18 @@ def _append_argument(fn: ir.Operation, t: ir.Type) -> ir.Value:
     return fn.regions[0].blocks[0].add_argument(t, fn.location)
 
 
+def _in_host_loop(op: ir.Operation) -> bool:
+    """True when `op` is nested in an scf loop of the host function (not in a GPU kernel)."""
+    parent = op.parent
+    while parent is not None and parent.name != "func.func":
+        if parent.name in ("scf.for", "scf.while", "scf.forall", "scf.parallel"):
+            return True
+        if parent.name.startswith("gpu."):
+            return False
+        parent = parent.parent
+    return False
+
+
 def _rewrite_function(fn: ir.Operation, module: ir.Module) -> DeviceBuffers:
     name = ir.StringAttr(fn.attributes["sym_name"]).value
     if len(fn.regions[0].blocks) != 1:
@@ -109,8 +121,15 @@ def _rewrite_function(fn: ir.Operation, module: ir.Module) -> DeviceBuffers:
     block = fn.regions[0].blocks[0]
     _copies_to_linalg(block)
     allocs, globals_, deallocs = [], [], []
+    problems: list = []  # raised after the walk (an exception inside its callback loses its type)
 
     def visit(op):
+        if op.name in ("memref.load", "memref.store", "memref.copy") and _in_host_loop(op):
+            # index_put / scatter lower to host loops of element or slice writes: on the GPU target
+            # those would read and write device memory from the host
+            problems.append(f"gpu device buffers: '{op.name}' inside a loop on the host in @{name} (an "
+                            "index_put/scatter/KV-cache write): not supported on the CUDA target yet")
+            return ir.WalkResult.INTERRUPT
         if op.name == "memref.alloc":
             allocs.append(op)
         elif op.name == "memref.get_global":
@@ -119,10 +138,13 @@ def _rewrite_function(fn: ir.Operation, module: ir.Module) -> DeviceBuffers:
             deallocs.append(op)
         elif op.name in ("memref.alloca", "memref.copy"):
             if op.parent.name == "func.func":  # top-level ones were handled above
-                raise CompileError(f"gpu device buffers: '{op.name}' on the host is not supported: {op}")
+                problems.append(f"gpu device buffers: '{op.name}' on the host is not supported: {op}")
+                return ir.WalkResult.INTERRUPT
         return ir.WalkResult.ADVANCE
 
     fn.walk(visit)
+    if problems:
+        raise CompileError(problems[0])
     for op in allocs + globals_:
         if op.parent.name != "func.func":
             raise CompileError(f"gpu device buffers: '{op.name}' nested in '{op.parent.name}' in @{name}; "

@@ -39,8 +39,18 @@ def make_args(name, make, dtype):
     return make(dtype) if dtype is not None else make()
 
 
+# The writes (index_put, scatter, index_copy) lower to loops on the host that the CUDA target
+# does not map to the GPU yet: a clear CompileError, never code that touches device memory from
+# the host.
+NOT_ON_CUDA = {"index_put", "index_put_accumulate", "index_copy", "scatter", "scatter_value", "scatter_add"}
+
+
 @pytest.mark.parametrize("name,fn,make,dtype", CASES, ids=[c[0] for c in CASES])
 def test_every_op_lowers_to_ptx(name, fn, make, dtype):
+    if name in NOT_ON_CUDA:
+        with pytest.raises(qmlir.CompileError, match="not supported on the CUDA target yet"):
+            qmlir.compile(ops.Fn(fn), make_args(name, make, dtype), target="cuda", emit="ptx")
+        return
     ptx = qmlir.compile(ops.Fn(fn), make_args(name, make, dtype), target="cuda", emit="ptx")
     assert ".target sm_90" in ptx
     kernels = ptx.count(".visible .entry")
