@@ -135,13 +135,13 @@ def generation_groups(rounds: int, warmup: int, inductor: bool, quantize, modes=
     ids = tok(zoo.gpl3_text(), return_tensors="pt").input_ids[:, :CTX_LEN]
     graphs = {}
 
-    def compiled(name, m):
-        graphs[name] = []
-        return Variant(name, m, qmlir.backend(strict=True, on_compile=graphs[name].append), graphs=graphs[name])
-
     def qmlir_backend(name):
         graphs[name] = []
         return qmlir.backend(strict=True, on_compile=graphs[name].append)
+
+    def compiled(name, m):
+        backend = qmlir_backend(name)
+        return Variant(name, m, backend, graphs=graphs[name])
 
     calib = [{"input_ids": ids[:, 128 * i:128 * (i + 1)], "use_cache": False} for i in range(2)]
     variants = [Variant("eager f32 (dynamic cache)", model, dynamic_cache=True),
@@ -251,27 +251,25 @@ def _generate_rows(model, tok, rounds, qmlir_backend):
     def gen(m):
         return m.generate(prompt, max_new_tokens=32, min_new_tokens=32, do_sample=False,
                           cache_implementation="static", pad_token_id=tok.eos_token_id)
+    def median_s():
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            gen(model)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
     eager_forward = model.forward
     out = {}
     with torch.no_grad():
         ref = gen(model)
-        t = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            gen(model)
-            t.append(time.perf_counter() - t0)
-        out["eager f32"] = statistics.median(t)
+        out["eager f32"] = median_s()
         model.forward = _forward(model, qmlir_backend("qmlir generate"))
         try:
             t0 = time.perf_counter()
             got = gen(model)
             first = time.perf_counter() - t0
-            t = []
-            for _ in range(rounds):
-                t0 = time.perf_counter()
-                gen(model)
-                t.append(time.perf_counter() - t0)
-            out["qmlir f32"] = statistics.median(t)
+            out["qmlir f32"] = median_s()
         finally:
             model.forward = eager_forward
     same = torch.equal(ref, got)

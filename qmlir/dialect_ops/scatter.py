@@ -27,9 +27,11 @@ import torch
 from mlir import ir
 from mlir.dialects import arith, scf, tensor
 
+from qmlir.dialect_ops.elementwise import _add as _add_scalar
 from qmlir.dialect_ops.registry import lowering
+from qmlir.dialect_ops.shape import slice_geometry
 from qmlir.errors import UnsupportedOp
-from qmlir.ir.builders import dtype_of, elementwise, reshape, shape_of
+from qmlir.ir.builders import const, dtype_of, elementwise, reshape, shape_of
 from qmlir.ir.checks import clamp_index, index_range_check
 from qmlir.ir.types import element_type
 
@@ -70,26 +72,24 @@ def _loop(n: int, dest: ir.Value, body) -> ir.Value:
     return loop.results[0]
 
 
-def _slice(x: ir.Value, offsets, sizes, result_shape) -> ir.Value:
-    """tensor.extract_slice with unit strides and mixed (int or index value) offsets, rank-reduced
-    to `result_shape`."""
-    et = ir.RankedTensorType(x.type).element_type
+def _mixed(offsets) -> tuple[list, list]:
+    """(dynamic offset values, static offsets with the dynamic marker) of int-or-index offsets."""
     dyn = [o for o in offsets if isinstance(o, ir.Value)]
     static = [ir.ShapedType.get_dynamic_stride_or_offset() if isinstance(o, ir.Value) else int(o) for o in offsets]
-    return tensor.extract_slice(ir.RankedTensorType.get(list(result_shape), et), x, dyn, [], [],
+    return dyn, static
+
+
+def _slice(x: ir.Value, offsets, sizes) -> ir.Value:
+    """tensor.extract_slice of `sizes` (full rank, unit strides) at int-or-index `offsets`."""
+    et = ir.RankedTensorType(x.type).element_type
+    dyn, static = _mixed(offsets)
+    return tensor.extract_slice(ir.RankedTensorType.get(list(sizes), et), x, dyn, [], [],
                                 static, list(sizes), [1] * len(sizes))
 
 
 def _insert(src: ir.Value, dest: ir.Value, offsets, sizes) -> ir.Value:
-    dyn = [o for o in offsets if isinstance(o, ir.Value)]
-    static = [ir.ShapedType.get_dynamic_stride_or_offset() if isinstance(o, ir.Value) else int(o) for o in offsets]
+    dyn, static = _mixed(offsets)
     return tensor.insert_slice(src, dest, dyn, [], [], static, list(sizes), [1] * len(sizes))
-
-
-def _add(a: ir.Value, b: ir.Value, dtype: torch.dtype) -> ir.Value:
-    from qmlir.dialect_ops.elementwise import _f
-    add = _f(arith.addf, arith.addi)
-    return elementwise(shape_of(a), dtype, [a, b], add)
 
 
 @lowering(aten.index_put.default)
@@ -137,9 +137,9 @@ def index_put(ctx, node, x, indices, values, accumulate=False):
         v_sizes[b_at:b_at + nb] = [1] * nb
         # full-rank slices reshaped, not rank-reducing ones: canonicalize folds a rank-reduced
         # slice of a one-trip loop into an out-of-bounds one (MLIR 22)
-        piece = reshape(_slice(vals, v_off, v_sizes, v_sizes), sizes)
+        piece = reshape(_slice(vals, v_off, v_sizes), sizes)
         if accumulate:
-            piece = _add(_slice(dest, offsets, sizes, sizes), piece, dtype)
+            piece = elementwise(sizes, dtype, [_slice(dest, offsets, sizes), piece], _add_scalar)
         return _insert(piece, dest, offsets, sizes)
 
     return _loop(math.prod(b_shape), x, body)
@@ -171,7 +171,6 @@ def _scatter(ctx, node, x, dim, index, src, combine=None):
         if isinstance(src, ir.Value):
             v = tensor.extract(src, p)
         else:
-            from qmlir.ir.builders import const
             v = const(src, et)
         if combine is not None:
             v = combine(tensor.extract(dest, at), v)
@@ -187,28 +186,17 @@ def scatter(ctx, node, x, dim, index, src):
 
 @lowering(aten.scatter_add.default)
 def scatter_add(ctx, node, x, dim, index, src):
-    from qmlir.dialect_ops.elementwise import _f
-    add = _f(arith.addf, arith.addi)
     if node.meta["val"].dtype in (torch.bfloat16, torch.float16):
         raise UnsupportedOp(node, "scatter_add in bf16/f16 (accumulation order differs from eager's)")
-    return _scatter(ctx, node, x, dim, index, src, combine=add)
+    return _scatter(ctx, node, x, dim, index, src, combine=_add_scalar)
 
 
 @lowering(aten.slice_scatter.default)
 def slice_scatter(ctx, node, x, src, dim=0, start=None, end=None, step=1):
-    from qmlir.dialect_ops.shape import _slice_bounds
-    shape = shape_of(x)
-    d = dim % len(shape)
-    begin, count = _slice_bounds(shape[d], start, end, step)
-    offsets = [0] * len(shape)
-    offsets[d] = begin
-    sizes = list(shape)
-    sizes[d] = count
-    strides = [1] * len(shape)
-    strides[d] = step
+    offsets, sizes, strides = slice_geometry(shape_of(x), dim, start, end, step)
+    if 0 in sizes:
+        return x  # an empty slice writes nothing
     src = _as(src, sizes, node.meta["val"].dtype)
-    if count == 0:
-        return x
     return tensor.insert_slice(src, x, [], [], [], offsets, sizes, strides)
 
 

@@ -59,19 +59,25 @@ def _slice_bounds(size: int, start, end, step: int) -> tuple[int, int]:
     return start, max(0, (end - start + step - 1) // step)
 
 
-@lowering(aten.slice.Tensor)
-def slice_(ctx, node, x, dim=0, start=None, end=None, step=1):
-    shape = shape_of(x)
+def slice_geometry(shape, dim: int, start, end, step: int) -> tuple[list[int], list[int], list[int]]:
+    """(offsets, sizes, strides) of `x[..., start:end:step, ...]` along `dim` of a tensor of `shape`."""
     d = dim % len(shape)
     begin, count = _slice_bounds(shape[d], start, end, step)
-    if begin == 0 and count == shape[d] and step == 1:
-        return x
     offsets = [0] * len(shape)
     offsets[d] = begin
     sizes = list(shape)
     sizes[d] = count
     strides = [1] * len(shape)
     strides[d] = step
+    return offsets, sizes, strides
+
+
+@lowering(aten.slice.Tensor)
+def slice_(ctx, node, x, dim=0, start=None, end=None, step=1):
+    shape = shape_of(x)
+    offsets, sizes, strides = slice_geometry(shape, dim, start, end, step)
+    if sizes == shape and step == 1:
+        return x
     return extract(x, offsets, sizes, strides)
 
 

@@ -64,8 +64,7 @@ def _repeat_source(node: torch.fx.Node):
 def _is_scalar_operand(a) -> bool:
     if isinstance(a, (int, float)):
         return True
-    shape = _shape(a)
-    return shape is not None and all(s == 1 for s in shape) and len(shape) == 0
+    return _shape(a) == []  # a 0-d tensor
 
 
 def _chain_to_bmm(start: torch.fx.Node) -> Optional[List[torch.fx.Node]]:

@@ -48,7 +48,7 @@ class LoadedFunction:
             raise CompileError(f"compiled module has no entry point {name}")
         return ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr)
 
-    def _pack(self, shapes: Sequence[tuple], device: torch.device | None = None) -> None:
+    def _pack(self, shapes: Sequence[tuple]) -> None:
         """One memref descriptor per argument, and the packed pointer array a call passes. The
         check results (tensor<2xi64> each) are rows of one buffer of this function's, pointed at
         once: a decode step has ~60 of them, and allocating and reading each separately cost more
@@ -57,13 +57,13 @@ class LoadedFunction:
         self._desc_ptrs = [ctypes.c_void_p(ctypes.addressof(d)) for d in self._descs]
         self._packed = (ctypes.c_void_p * len(self._descs))(*[ctypes.addressof(p) for p in self._desc_ptrs])
         self._check_buffer = None  # made at the first call (loading may run under fake-tensor mode)
-        self._check_device = device
 
     def _point_checks(self) -> None:
-        """Point the check results' descriptors at rows of the check buffer (once; with the lock held)."""
+        """Point the check results' descriptors at rows of the check buffer (once; with the lock
+        held). CPU only: CudaFunction points them at device tensors of each call."""
         if self._check_buffer is None:
             n = len(self._checks)
-            self._check_buffer = torch.zeros((n, 2), dtype=torch.int64, device=self._check_device)
+            self._check_buffer = torch.zeros((n, 2), dtype=torch.int64)
             first = len(self.inputs) + len(self.outputs)
             for k, desc in enumerate(self._descs[first:first + n]):
                 desc.allocated = desc.aligned = self._check_buffer[k].data_ptr()
