@@ -15,7 +15,7 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 
 from qmlir.errors import UnsupportedOpError
-from qmlir.frontend.graph_rewrites import fold_repeated_kv
+from qmlir.frontend.graph_rewrites import fold_repeated_kv, scale_scores_not_keys
 from qmlir.frontend.importer import ImportedGraph, import_graph
 from qmlir.ir.constants import is_frozen
 from qmlir.passes.pipeline import Pipeline
@@ -81,6 +81,7 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
     def fw_compiler(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor], frozen: Dict[int, torch.Tensor]):
         t0 = time.perf_counter()
         fold_repeated_kv(gm)  # grouped-query attention reads its key/value heads once
+        scale_scores_not_keys(gm)  # and reads the keys in place, unscaled
         try:
             graph = import_graph(gm, constants=_constants(gm, example_inputs, frozen), bounds_checks=bounds_checks)
         except UnsupportedOpError as e:

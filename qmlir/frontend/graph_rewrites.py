@@ -1,6 +1,7 @@
 """Rewrites of the ATen graph before it is imported (the importer's graph hooks).
 
 `fold_repeated_kv`: grouped-query attention without the repeated keys and values.
+`scale_scores_not_keys`: attention scales its scores, not a transposed copy of the keys.
 
 Models with fewer key/value heads than query heads (Llama, Mistral, Qwen2, Gemma: Hugging
 Face's `repeat_kv`) repeat each key/value head `rep` times before attention. In the ATen graph
@@ -136,6 +137,69 @@ def fold_repeated_kv(gm: torch.fx.GraphModule) -> int:
         dead = list(reversed(chain)) + [node] + ([node.args[0]] if node.args[0] is not expand else []) + \
             [expand, expand.args[0]]  # the chain, then the repeat: view, clone, expand, unsqueeze
         for n in dead:
+            if not n.users:
+                graph.erase_node(n)
+        done += 1
+    if done:
+        _propagate_meta(gm)
+        gm.recompile()
+    return done
+
+
+_SCALE_OPS = {aten.mul.Scalar, aten.div.Scalar}
+
+
+def _swaps_last_two(node) -> bool:
+    if node.target != aten.permute.default:
+        return False
+    perm, rank = list(node.args[1]), len(node.args[1])
+    return rank >= 3 and perm == list(range(rank - 2)) + [rank - 1, rank - 2]
+
+
+def scale_scores_not_keys(gm: torch.fx.GraphModule) -> int:
+    """Rewrite `bmm(a, view(scale(permute(k, swap last two)), [b, d, s]))` (the key side of the
+    core-ATen attention decomposition, which scales q and k by sqrt(scale) each; expands to
+    their own shape in between are skipped) as
+    `scale(bmm(a, permute(reshape(k, [b, s, d]), [0, 2, 1])))`: the scores [b, m, s] are
+    scaled instead of a transposed [b, d, s] copy of the whole key cache, and the transpose
+    feeding the bmm folds into its operand layout (qmlir-fold-transpose-into-matmul), so the
+    keys are read once, in place. The same products up to the order of two scalar
+    multiplications. Returns how many were rewritten."""
+    graph = gm.graph
+    done = 0
+    for bmm in list(graph.nodes):
+        if bmm.op != "call_function" or bmm.target != aten.bmm.default:
+            continue
+        view = bmm.args[1]
+        if not isinstance(view, torch.fx.Node) or view.target not in _VIEWS or len(view.users) != 1:
+            continue
+        scale, same = view.args[0], []
+        while isinstance(scale, torch.fx.Node) and scale.target == aten.expand.default and \
+                len(scale.users) == 1 and _shape(scale) == _shape(scale.args[0]):
+            same.append(scale)  # an expand to its own shape: nothing
+            scale = scale.args[0]
+        if not isinstance(scale, torch.fx.Node) or scale.target not in _SCALE_OPS or len(scale.users) != 1 \
+                or not isinstance(scale.args[1], (int, float)):
+            continue
+        perm = scale.args[0]
+        if not isinstance(perm, torch.fx.Node) or not _swaps_last_two(perm) or len(perm.users) != 1:
+            continue
+        k = perm.args[0]
+        k_shape, v_shape = _shape(k), _shape(view)
+        if k_shape is None or v_shape is None or len(v_shape) != 3:
+            continue
+        lead = 1
+        for d in k_shape[:-2]:
+            lead *= d
+        if v_shape != [lead, k_shape[-1], k_shape[-2]]:
+            continue
+        with graph.inserting_before(bmm):
+            k3 = graph.call_function(aten.reshape.default, (k, [lead, k_shape[-2], k_shape[-1]]))
+            kt = graph.call_function(aten.permute.default, (k3, [0, 2, 1]))
+            prod = graph.call_function(aten.bmm.default, (bmm.args[0], kt))
+            out = graph.call_function(scale.target, (prod, scale.args[1]))
+        bmm.replace_all_uses_with(out)
+        for n in [bmm, view] + same + [scale, perm]:
             if not n.users:
                 graph.erase_node(n)
         done += 1

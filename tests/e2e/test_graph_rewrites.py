@@ -1,5 +1,8 @@
 """Graph rewrites before import (qmlir/frontend/graph_rewrites.py): grouped-query attention's
-repeated keys and values are not materialized; the results stay eager's."""
+repeated keys and values are not materialized, and attention scales its scores instead of a
+transposed copy of the keys; the results stay eager's."""
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -77,3 +80,30 @@ def test_llama_decode_with_gqa(rewrites):
     assert torch.equal(out.sequences, ref.sequences)
     torch.testing.assert_close(torch.cat(out.logits), torch.cat(ref.logits), rtol=1e-4, atol=1e-4)
     assert rewrites == [4, 4]  # prefill and decode: keys and values of both layers
+
+
+@pytest.fixture
+def scale_rewrites(monkeypatch):
+    counts = []
+    real = dynamo_backend.scale_scores_not_keys
+    monkeypatch.setattr(dynamo_backend, "scale_scores_not_keys", lambda gm: counts.append(real(gm)) or counts[-1])
+    return counts
+
+
+def mha(q, k, v, mask):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+@pytest.mark.parametrize("fn,kv_heads", [(mha, 6), (gqa, 2)], ids=["mha", "gqa"])
+def test_attention_scales_scores_not_keys(fn, kv_heads, scale_rewrites):
+    """The key side of the decomposed attention is a transpose feeding the batched matmul
+    (folded into its operand layout by the CPU pipeline), with no scaled copy of the keys;
+    the scores are scaled instead."""
+    torch._dynamo.reset()
+    args = _inputs(3, kv_heads=kv_heads)
+    cm = qmlir.compile(FunctionModule(fn), args)
+    torch.testing.assert_close(cm(*args), fn(*args), rtol=1e-5, atol=1e-5)
+    assert scale_rewrites == [1]
+    bmm = re.search(r"linalg.batch_matmul ins\(%\S+, (%\S+) :", cm.mlir)
+    assert bmm is not None and bmm.group(1).startswith("%transposed")
+    assert not re.search(r"linalg.generic .*ins\(%transposed", cm.mlir)  # nothing scales the transposed keys
