@@ -138,9 +138,53 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
         # place into the caller's tensor, instead of AOT autograd copying every output back
         compile_with_aot = aot_autograd(fw_compiler=functools.partial(fw_compiler, frozen=frozen),
                                         decompositions=decompositions, keep_inference_input_mutations=True)
-        return compile_with_aot(gm, example_inputs)
+        compiled = compile_with_aot(gm, example_inputs)
+        if not frozen:
+            return compiled
+        return _FrozenValues(sorted(frozen), example_inputs, compiled, lambda args: qmlir_backend(gm, args))
 
     return qmlir_backend
+
+
+def _stamp(t: torch.Tensor) -> tuple:
+    try:
+        return id(t), t._version
+    except RuntimeError:  # an inference-mode tensor has no version counter
+        return id(t), -1
+
+
+class _FrozenValues:
+    """A compiled graph whose frozen inputs (a quantized layer's scales) are constants in its
+    code, called only with those values. Dynamo does not guard on buffer values, so another
+    module with the same shapes (or a buffer changed in place) reaches the same compiled graph
+    with other values: those are compared, and a graph is compiled for each set of values seen.
+    The check per call is the identity and version counter of each frozen input."""
+
+    def __init__(self, positions: List[int], example_inputs, compiled: Callable, compile_for: Callable):
+        self.positions = positions
+        self.compile_for = compile_for
+        self.entries = [(self._values(example_inputs), compiled)]
+        self._use(example_inputs, compiled)
+
+    def _values(self, args) -> list:
+        return [args[i].detach().clone() for i in self.positions]
+
+    def _use(self, args, fn) -> None:
+        self.held = [args[i] for i in self.positions]  # held: their ids stay theirs
+        self.stamp = [_stamp(t) for t in self.held]
+        self.fn = fn
+
+    def __call__(self, *args):
+        if [_stamp(args[i]) for i in self.positions] != self.stamp:
+            for values, fn in self.entries:
+                if all(v.shape == args[i].shape and torch.equal(v, args[i].detach())
+                       for v, i in zip(values, self.positions)):
+                    break
+            else:
+                fn = self.compile_for(list(args))  # the tensors themselves: they carry the frozen marks
+                self.entries.append((self._values(args), fn))
+            self._use(args, fn)
+        return self.fn(*args)
 
 
 def _is_dynamic(example_inputs) -> bool:

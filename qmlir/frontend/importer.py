@@ -208,6 +208,23 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward",
                 raise UnsupportedOpError(problems)
             results = [ctx.values[n] for n in out_nodes] + [v for _, v in ctx.checks] + [v for _, v in ctx.mutations]
             func.ReturnOp(results)
+        # An input no lowering reads (a quantized layer's scales, whose values the lowering wrote
+        # into the IR as constants) is not a function argument: the call does not pass it.
+        keep = [j for j, arg in enumerate(block.arguments) if list(arg.uses)]
+        if len(keep) < len(in_specs):
+            for j in reversed(range(len(in_specs))):
+                if j not in keep:
+                    block.erase_argument(j)
+            position = {old: new for new, old in enumerate(keep)}
+            ctx.mutations = [(position[a], v) for a, v in ctx.mutations]
+            taken = tensor_inputs if tensor_inputs is not None else tuple(range(len(all_placeholders)))
+            tensor_inputs = tuple(taken[j] for j in keep)
+            in_specs = [in_specs[j] for j in keep]
+            ftype = ir.FunctionType.get([tensor_type(s.shape, s.dtype) for s in in_specs], list(ftype.results))
+            fn.attributes["function_type"] = ir.TypeAttr.get(ftype)
+            if "arg_attrs" in fn.attributes:  # the writable marks of mutated inputs move with them
+                attrs = list(ir.ArrayAttr(fn.attributes["arg_attrs"]))
+                fn.attributes["arg_attrs"] = ir.ArrayAttr.get([attrs[j] for j in keep])
         if ctx.checks or ctx.mutations:  # trailing results: checks (tensor<2xi64> each), then mutations
             fn.attributes["function_type"] = ir.TypeAttr.get(
                 ir.FunctionType.get(list(ftype.inputs), [v.type for v in results]))

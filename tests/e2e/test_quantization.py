@@ -338,3 +338,21 @@ def test_load_into_a_mismatched_model_is_an_error(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(qmlir.QuantizationError, match="not a safetensors file"):
         qmlir.load_quantized(tiny_llama(), tmp_path / "junk.safetensors")
+
+
+def test_scales_changed_in_place_are_not_reused():
+    """Scales are constants in the compiled code, and Dynamo does not guard on buffer values:
+    scales changed in place (or another module of the same shapes reaching the same compiled
+    graph) get a graph compiled for their values, not the first one's answer."""
+    torch._dynamo.reset()
+    x = torch.randn(2, 64, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        q = qmlir.quantize(torch.nn.Sequential(torch.nn.Linear(64, 32)).eval(), [x], QuantConfig(weight_dtype="int8"),
+                           progress=False)
+        compiled = torch.compile(q, backend=qmlir.backend(strict=True))
+        torch.testing.assert_close(compiled(x), q(x), rtol=1e-5, atol=1e-5)
+        q[0].scales.mul_(2.0)  # the same tensor, a new version
+        torch.testing.assert_close(compiled(x), q(x), rtol=1e-5, atol=1e-5)
+        q[0].scales.div_(2.0)  # back to values already compiled for
+        torch.testing.assert_close(compiled(x), q(x), rtol=1e-5, atol=1e-5)
