@@ -25,7 +25,13 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
+# PyTorch's OpenMP threads spin after every parallel op by default; in a round-robin with
+# qmlir's variants they take the cores its worker threads run on (measured: qmlir's bf16 linear
+# at M=1 took 2.67 ms instead of 1.08 ms, torch's own times did not change: eager f32 2.74 ms
+# either way). Passive waiting keeps the variants from slowing each other down.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402  (after the OpenMP setting, which is read when torch loads)
 
 warnings.filterwarnings("ignore")
 
@@ -64,11 +70,25 @@ def cpu_description() -> str:
 
 
 def _compile(model, args, kwargs, backend):
-    torch._dynamo.reset()
+    """torch.compile(model) with `backend` ("qmlir": the strict backend, so a graph qmlir cannot
+    compile is an error, never an eager run timed as a qmlir row), called once (the compile);
+    a qmlir result must match the model's eager one."""
+    if backend == "qmlir":
+        import qmlir
+        backend = qmlir.backend(strict=True)
+        with torch.no_grad():
+            expected = model(*args, **kwargs)
+    else:
+        expected = None
     compiled = torch.compile(model, backend=backend, dynamic=False)
     t0 = time.perf_counter()
-    compiled(*args, **kwargs)
-    return (lambda: compiled(*args, **kwargs)), time.perf_counter() - t0
+    out = compiled(*args, **kwargs)
+    first = time.perf_counter() - t0
+    if expected is not None:
+        err = float((out.float() - expected.float()).abs().max() / expected.float().abs().max().clamp_min(1e-30))
+        if not err < 2e-2:
+            raise RuntimeError(f"qmlir's output differs from eager's (max error {err:.3g} of the largest value)")
+    return (lambda: compiled(*args, **kwargs)), first
 
 
 def _quantize(model, calib, name):
@@ -103,32 +123,121 @@ def run_group(title: str, variants: dict, rounds: int, warmup: int, baselines: d
     return rows
 
 
-def linear_group(m: int, rounds: int, warmup: int, inductor: bool, k: int = 4096, n: int = 4096) -> list:
+L3_BYTES = 32 << 20  # this machine kind's last-level cache (../shared/notes/cpu-codegen.md)
+
+
+def machine_limits() -> dict:
+    """Measured once per run: DRAM read bandwidth (a sum over 512 MB, torch's threads) and the
+    f32 / bf16 / int8 matmul throughput PyTorch reaches at 2048^3 (MKL / oneDNN): the limits
+    each kernel case is compared with (the achieved fraction is printed with it)."""
+    big = torch.ones(128 << 20)
+    big.sum()
+    t = timed_round_robin({"read": lambda: big.sum()}, 5, 1)["read"]
+    limits = {"read_gb_per_s": big.numel() * 4 / t / 1e9}
+    del big
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    ai, bi = torch.randint(-128, 128, (n, n), dtype=torch.int8), torch.randint(-128, 128, (n, n), dtype=torch.int8)
+    fns = {"f32": lambda: a @ b, "bf16": lambda: a16 @ b16}
+    try:
+        torch._int_mm(ai, bi)
+        fns["int8"] = lambda: torch._int_mm(ai, bi)
+    except RuntimeError:
+        pass
+    for name, med in timed_round_robin(fns, 5, 1).items():
+        limits[f"{name}_gflop_per_s"] = 2 * n ** 3 / med / 1e9
+    return limits
+
+
+# the compute limit each variant is judged against at M > 1 (M = 1 is bandwidth-bound)
+_COMPUTE = {"f32": "f32", "bf16": "bf16", "W8A8": "int8", "_int_mm": "int8", "int8 WO": "f32", "int4 WO": "f32"}
+
+
+def _limit_fraction(name: str, m: int, k: int, n: int, median: float, weight_bytes: int, limits: dict) -> dict:
+    if not limits:
+        return {}
+    if m == 1:
+        gbs = weight_bytes / median / 1e9
+        return {"weight_gb_per_s": gbs, "fraction_of_limit": gbs / limits["read_gb_per_s"]}
+    kind = next((v for key, v in _COMPUTE.items() if key in name), None)
+    peak = limits.get(f"{kind}_gflop_per_s") if kind else None
+    if not peak:
+        return {}
+    gflops = 2 * m * k * n / median / 1e9
+    return {"gflop_per_s": gflops, "fraction_of_limit": gflops / peak}
+
+
+def linear_group(m: int, rounds: int, warmup: int, inductor: bool, k: int = 4096, n: int = 4096,
+                 limits: dict | None = None) -> list:
+    """One linear layer at every precision. At M = 1 (a decode step's GEMV) each variant
+    rotates over copies of the layer with different weights, enough to exceed the L3 twice,
+    as a decode streams every weight once: calling one layer again and again would time its
+    weight from the cache (an int8 4096^2 weight fits the 32 MB L3; the f32 one does not)."""
     torch.manual_seed(0)
-    lin = torch.nn.Sequential(torch.nn.Linear(k, n, bias=False)).eval()
     x = torch.randn(m, k)
-    lin16, x16 = torch.nn.Sequential(torch.nn.Linear(k, n, bias=False)).eval().to(torch.bfloat16), x.bfloat16()
-    lin16.load_state_dict({key: v.bfloat16() for key, v in lin.state_dict().items()})
-    v = {"eager f32": (lambda: lin(x), None)}
+    x16 = x.bfloat16()
+
+    def copies(bytes_each):
+        return 1 if m > 1 else max(2, -(-2 * L3_BYTES // bytes_each))
+
+    def layers(count, dtype=torch.float32):
+        out = []
+        for _ in range(count):
+            lin = torch.nn.Sequential(torch.nn.Linear(k, n, bias=False)).eval()
+            out.append(lin if dtype == torch.float32 else lin.to(dtype))
+        return out
+
+    def rotating(fns):
+        state = {"i": 0}
+
+        def call():
+            fn = fns[state["i"] % len(fns)]
+            state["i"] += 1
+            return fn()
+        return call
+
+    def compiled(mods, args, backend):
+        fns, first = [], None
+        for mod in mods:
+            fn, t = _compile(mod, args, {}, backend)
+            fns.append(fn)
+            first = t if first is None else first
+        return rotating(fns), first
+
+    per_weight = {"f32": 4 * k * n, "bf16": 2 * k * n, "W8A8": k * n, "int8 WO": k * n, "int4 WO": k * n // 2,
+                  "_int_mm": k * n}
+    f32s, bf16s = layers(copies(per_weight["f32"])), layers(copies(per_weight["bf16"]), torch.bfloat16)
+    v = {"eager f32": (rotating([lambda lin=lin: lin(x) for lin in f32s]), None)}
     with torch.no_grad():
         if inductor:
-            v["inductor f32"] = _compile(lin, (x,), {}, "inductor")
-        v["qmlir f32"] = _compile(lin, (x,), {}, "qmlir")
-        v["eager bf16"] = (lambda: lin16(x16), None)
-        v["qmlir bf16"] = _compile(lin16, (x16,), {}, "qmlir")
-        xi, wi = torch.randint(-128, 128, (m, k), dtype=torch.int8), torch.randint(-128, 128, (k, n), dtype=torch.int8)
+            v["inductor f32"] = compiled(f32s, (x,), "inductor")
+        v["qmlir f32"] = compiled(f32s, (x,), "qmlir")
+        v["eager bf16"] = (rotating([lambda lin=lin: lin(x16) for lin in bf16s]), None)
+        v["qmlir bf16"] = compiled(bf16s, (x16,), "qmlir")
+        xi = torch.randint(-128, 128, (m, k), dtype=torch.int8)
+        wis = [torch.randint(-128, 128, (k, n), dtype=torch.int8) for _ in range(copies(per_weight["_int_mm"]))]
         try:
-            torch._int_mm(xi, wi)
-            v["torch._int_mm"] = (lambda: torch._int_mm(xi, wi), None)
+            torch._int_mm(xi, wis[0])
+            v["torch._int_mm"] = (rotating([lambda w=w: torch._int_mm(xi, w) for w in wis]), None)
         except RuntimeError:
             pass  # shapes torch._int_mm does not take on this CPU
         for name in CONFIGS:
-            q = _quantize(lin, [x], name)
-            v[f"qmlir {name}"] = _compile(q, (x,), {}, "qmlir")
-    base = {"qmlir bf16": ("eager bf16", "eager bf16"), "qmlir W8A8": ("torch._int_mm", "torch._int_mm")}
+            mods = [_quantize(lin, [x], name) for lin in layers(copies(per_weight[name]))]
+            v[f"qmlir {name}"] = compiled(mods, (x,), "qmlir")
+    base = {"qmlir bf16": ("eager bf16", "eager bf16"), "qmlir W8A8": ("torch._int_mm", "torch._int_mm"),
+            "qmlir int8 WO": ("eager bf16", "eager bf16"), "qmlir int4 WO": ("eager bf16", "eager bf16")}
     if inductor:
         base["qmlir f32"] = ("inductor", "inductor f32")
-    return run_group(f"linear {k}x{n}, M={m}", v, rounds, warmup, base)
+    title = f"linear {k}x{n}, M={m}" + (" (weights rotated past the L3)" if m == 1 else "")
+    rows = run_group(title, v, rounds, warmup, base)
+    for row in rows:
+        key = next((key for key in per_weight if key in row["variant"]), "f32")
+        row.update(_limit_fraction(row["variant"], m, k, n, row["median_s"], per_weight[key], limits or {}))
+        if "fraction_of_limit" in row:
+            what = f"{row['weight_gb_per_s']:.1f} GB/s" if m == 1 else f"{row['gflop_per_s']:.0f} GFLOP/s"
+            print(f"    {row['variant']:22} {what}, {100 * row['fraction_of_limit']:.0f}% of the machine's limit")
+    return rows
 
 
 def smollm2_groups(rounds: int, warmup: int, inductor: bool, modes) -> list:
@@ -151,6 +260,10 @@ def markdown(rows: list) -> str:
                  if k.startswith("speedup_vs_") and k != "speedup_vs_eager_f32"]
         if "tokens_per_s" in r and r.get("tokens_per_s"):
             other.append(f"{r['tokens_per_s']:.1f} tok/s")
+        if "weight_gb_per_s" in r:
+            other.append(f"{r['weight_gb_per_s']:.1f} GB/s ({100 * r['fraction_of_limit']:.0f}% of DRAM read)")
+        elif "gflop_per_s" in r:
+            other.append(f"{r['gflop_per_s']:.0f} GFLOP/s ({100 * r['fraction_of_limit']:.0f}% of the matmul peak)")
         lines.append(f"| {r['group']} | {r['variant']} | {r['median_s'] * 1e3:.2f} ms | "
                      f"{r['speedup_vs_eager_f32']:.2f}x | {', '.join(other)} |")
     return "\n".join(lines)
@@ -175,13 +288,20 @@ def main() -> int:
         return 0
     if not args.disk_cache:
         os.environ["QMLIR_CACHE_DIR"] = "off"
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_generate import _dynamo_limits
+    _dynamo_limits()  # every layer copy is a Dynamo graph of the same code: no silent eager past a limit
     machine = cpu_description()
     load0 = os.getloadavg()[0]
     print(f"machine: {machine}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"ratios = eager f32 time / variant time; load average {load0:.1f}")
+    limits = machine_limits()
+    print("limits: DRAM read {read_gb_per_s:.1f} GB/s; matmul 2048^3 f32 {f32_gflop_per_s:.0f}, bf16 "
+          "{bf16_gflop_per_s:.0f} GFLOP/s".format(**limits)
+          + (f", int8 {limits['int8_gflop_per_s']:.0f} GOP/s" if "int8_gflop_per_s" in limits else ""))
     rows = []
     for m in args.m:
-        rows += linear_group(m, args.rounds, args.warmup, not args.no_inductor)
+        rows += linear_group(m, args.rounds, args.warmup, not args.no_inductor, limits=limits)
     if not args.skip_model:
         rows += smollm2_groups(args.rounds, args.warmup, not args.no_inductor,
                                [m.strip() for m in args.modes.split(",") if m.strip()])
@@ -189,7 +309,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     load1 = os.getloadavg()[0]
     out.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                               "machine": machine, "load_average": [load0, load1], "rows": rows}, indent=2))
+                               "machine": machine, "load_average": [load0, load1], "limits": limits,
+                               "rows": rows}, indent=2))
     # Other processes on the CPUs slow torch's spinning OpenMP threads far more than qmlir's
     # blocking workers: ratios against eager are only meaningful on a quiet machine.
     print(f"\nload average at start / end: {load0:.1f} / {load1:.1f} (on {os.cpu_count()} cpus)")
