@@ -210,7 +210,8 @@ def import_graph(gm: torch.fx.GraphModule, func_name: str = "forward",
             func.ReturnOp(results)
         # An input no lowering reads (a quantized layer's scales, whose values the lowering wrote
         # into the IR as constants) is not a function argument: the call does not pass it.
-        keep = [j for j, arg in enumerate(block.arguments) if list(arg.uses)]
+        written = {a for a, _ in ctx.mutations}  # an input the graph only writes is still passed
+        keep = [j for j, arg in enumerate(block.arguments) if list(arg.uses) or j in written]
         if len(keep) < len(in_specs):
             for j in reversed(range(len(in_specs))):
                 if j not in keep:
