@@ -3,6 +3,7 @@ The targets' own pipelines (qmlir-lower-to-cpu, qmlir-lower-to-cuda) register in
 from qmlir.passes import dequant_matmul_fold  # noqa: F401
 from qmlir.passes import distinct_results  # noqa: F401
 from qmlir.passes import drop_mutated_results  # noqa: F401
+from qmlir.passes import exp_polynomial  # noqa: F401
 from qmlir.passes import expand_kernels  # noqa: F401
 from qmlir.passes import fuse_quantized_matmul  # noqa: F401
 from qmlir.passes import gpu_device_buffers  # noqa: F401

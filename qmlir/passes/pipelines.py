@@ -35,6 +35,7 @@ def cpu_stages(features: Sequence[str], threads: int) -> List[str]:
     """linalg on tensors -> LLVM dialect for a CPU with `features` (kernel ISA) and `threads` workers."""
     return quant_semantics() + [
         "qmlir-protect-arguments",
+        "qmlir-polynomial-exp",  # no libm call per element: softmax and SiLU loops vectorize
         PREPARE,
         "qmlir-fold-dequant-into-matmul",
         "qmlir-fold-transpose-into-matmul",

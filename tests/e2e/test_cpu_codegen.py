@@ -160,3 +160,37 @@ def test_int8_matmul_is_exact(monkeypatch, vnni, m, n, k):
     w[:, 0] = -128
     out = compile_mlir(INT_MATMUL.format(M=m, N=n, K=k))(x, w)[0]
     assert torch.equal(out, x.int() @ w.int())
+
+
+EXP = """
+func.func @f(%x: tensor<{N}xf32>) -> tensor<{N}xf32> {{
+  %e = tensor.empty() : tensor<{N}xf32>
+  %y = linalg.generic {{indexing_maps = [affine_map<(i) -> (i)>, affine_map<(i) -> (i)>],
+                       iterator_types = ["parallel"]}} ins(%x : tensor<{N}xf32>) outs(%e : tensor<{N}xf32>) {{
+  ^bb0(%a: f32, %o: f32):
+    %v = math.exp %a : f32
+    linalg.yield %v : f32
+  }} -> tensor<{N}xf32>
+  return %y : tensor<{N}xf32>
+}}"""
+
+
+def test_polynomial_exp_matches_torch():
+    """qmlir-polynomial-exp (in the CPU pipeline): within 2 ulp of torch.exp over the normal
+    range, exact at 0, 0 at and below the smallest normal's log (exp(-inf) = 0 for softmax's
+    masked scores), inf above the largest, NaN kept."""
+    grid = torch.linspace(-87.3, 88.3, 200_001)
+    special = torch.tensor([0.0, -0.0, 1.0, -1.0, 88.37, 88.4, 100.0, -87.34, -90.0, -1e30, 1e30,
+                            float("inf"), float("-inf"), float("nan")])
+    x = torch.cat([grid, special])
+    out = compile_mlir(EXP.format(N=x.numel()))(x)[0]
+    ref = torch.exp(x.double())
+    body = slice(0, grid.numel())
+    ulp = (out[body].double() - ref[body]).abs() / torch.finfo(torch.float32).eps / ref[body]
+    assert float(ulp.max()) <= 2.0
+    s = out[grid.numel():]
+    assert s[0] == 1.0 and s[1] == 1.0
+    torch.testing.assert_close(s[2:4], torch.exp(special[2:4]))
+    assert torch.isfinite(s[4]) and torch.isinf(s[5]) and torch.isinf(s[6])  # 88.37 < the limit
+    assert s[7] == 0.0 and s[8] == 0.0 and s[9] == 0.0 and torch.isinf(s[10])
+    assert torch.isinf(s[11]) and s[12] == 0.0 and torch.isnan(s[13])

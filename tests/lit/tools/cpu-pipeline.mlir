@@ -10,7 +10,7 @@
 // RUN: not qmlir-opt %s --pass-pipeline='builtin.module(func.func(qmlir-outline-loops))' 2>&1 | FileCheck %s --check-prefix=ANCHOR
 
 // PIPE: builtin.module(qmlir-fuse-quantized-matmul{strict=false},qmlir-lower-quant,
-// PIPE-SAME: qmlir-protect-arguments,
+// PIPE-SAME: qmlir-protect-arguments,qmlir-polynomial-exp,
 // PIPE-SAME: qmlir-fold-dequant-into-matmul,qmlir-fold-transpose-into-matmul,
 // PIPE-SAME: qmlir-select-kernels{features=avx512_bf16,avx512_vnni threads=2},
 // PIPE-SAME: qmlir-expand-kernels{stage=tensors},
