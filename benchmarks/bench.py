@@ -25,13 +25,14 @@ import time
 import warnings
 from pathlib import Path
 
-# PyTorch's OpenMP threads spin after every parallel op by default; in a round-robin with
-# qmlir's variants they take the cores its worker threads run on (measured: qmlir's bf16 linear
-# at M=1 took 2.67 ms instead of 1.08 ms, torch's own times did not change: eager f32 2.74 ms
-# either way). Passive waiting keeps the variants from slowing each other down.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch
 
-import torch  # noqa: E402  (after the OpenMP setting, which is read when torch loads)
+# PyTorch's OpenMP threads spin for a while after every parallel op; a variant called right
+# after an eager one found them on the cores its own worker threads need (measured: qmlir's
+# bf16 linear at M=1 took 2.67 ms instead of 1.08 ms). Every timed call waits SETTLE_S first,
+# untimed, so no variant runs into the previous one's spinning threads. (OMP_WAIT_POLICY=PASSIVE
+# would do it too, but slows torch's own many small ops: eager bf16 prefill took 2x longer.)
+SETTLE_S = 0.003
 
 warnings.filterwarnings("ignore")
 
@@ -49,6 +50,7 @@ def timed_round_robin(fns: dict, rounds: int, warmup: int) -> dict:
     times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 import torch
 
 CTX_LEN = 640
+SETTLE_S = 0.003
 PROMPTS = (32, 128)
 CONTEXTS = (128, 512)
 
@@ -85,6 +86,7 @@ def _round_robin(variants, call, rounds, warmup):
     times = {v.name: [] for v in variants}
     for _ in range(rounds):
         for v in variants:
+            time.sleep(SETTLE_S)  # torch's spinning OpenMP threads go idle (benchmarks/bench.py)
             t0 = time.perf_counter()
             call(v)
             times[v.name].append(time.perf_counter() - t0)
