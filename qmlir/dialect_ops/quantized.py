@@ -29,7 +29,8 @@ import torch
 from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 
-from qmlir.ir.builders import const, convert, generic, loop_index
+from qmlir.ir.builders import convert, generic
+from qmlir.ir.dequant_matmul import int4_nibble
 from qmlir.dialect_ops.registry import lowering
 from qmlir.errors import UnsupportedOp
 
@@ -74,17 +75,7 @@ def _unpack_int4(packed: ir.Value, signed: bool = True) -> ir.Value:
     out = ir.AffineMap.get(2, 0, [d0, d1])
 
     def body(b, _):
-        four = const(4, I8())
-        if signed:
-            lo = arith.shrsi(arith.shli(b, four), four)
-            hi = arith.shrsi(b, four)
-        else:
-            lo = arith.andi(b, const(15, I8()))
-            hi = arith.andi(arith.shrui(b, four), const(15, I8()))
-        k = loop_index(0)
-        even = arith.cmpi(arith.CmpIPredicate.eq, arith.remui(k, arith.constant(ir.IndexType.get(), 2)),
-                          arith.constant(ir.IndexType.get(), 0))
-        return arith.select(even, lo, hi)
+        return int4_nibble(b, 0, signed)
 
     return generic([packed], [src], [tensor.empty([2 * half, N], I8())], [out], ["parallel"] * 2, body)[0]
 

@@ -77,6 +77,24 @@ def _body_op_names(bits: int, signed: bool, zero_point: bool) -> List[str]:
     return names + ["arith.mulf", "arith.mulf", "arith.addf", "linalg.yield"]
 
 
+def int4_nibble(byte: ir.Value, dim: int, signed: bool) -> ir.Value:
+    """Inside a generic body: nibble k % 2 of `byte`, k the loop index `dim` (the low nibble for
+    even k), sign-extended or
+    unsigned in [0, 15]. The one definition of int4 unpacking: the int4 lowering's unpacking
+    generic and the dequantizing matmul both use it, and the fold matches its op sequence."""
+    four = const(4, _i8())
+    if signed:
+        lo = arith.shrsi(arith.shli(byte, four), four)
+        hi = arith.shrsi(byte, four)
+    else:
+        lo = arith.andi(byte, const(15, _i8()))
+        hi = arith.andi(arith.shrui(byte, four), const(15, _i8()))
+    k = loop_index(dim)
+    index = ir.IndexType.get()
+    even = arith.cmpi(arith.CmpIPredicate.eq, arith.remui(k, arith.constant(index, 2)), arith.constant(index, 0))
+    return arith.select(even, lo, hi)
+
+
 def build(x: ir.Value, q: ir.Value, scales: ir.Value, zero_points: Optional[ir.Value], bits: int, signed: bool,
           group: int, init: ir.Value) -> ir.Value:
     """The generic at the current insertion point; returns its result (init + x @ dequant(q))."""
@@ -87,18 +105,7 @@ def build(x: ir.Value, q: ir.Value, scales: ir.Value, zero_points: Optional[ir.V
     def body(xv, qv, sv, *rest):
         acc = rest[-1]
         if bits == 4:
-            four = const(4, _i8())
-            if signed:
-                lo = arith.shrsi(arith.shli(qv, four), four)
-                hi = arith.shrsi(qv, four)
-            else:
-                lo = arith.andi(qv, const(15, _i8()))
-                hi = arith.andi(arith.shrui(qv, four), const(15, _i8()))
-            k = loop_index(2)
-            index = ir.IndexType.get()
-            even = arith.cmpi(arith.CmpIPredicate.eq, arith.remui(k, arith.constant(index, 2)),
-                              arith.constant(index, 0))
-            qv = arith.select(even, lo, hi)
+            qv = int4_nibble(qv, 2, signed)
         w = arith.sitofp(_f32(), qv)
         if zp:
             w = arith.subf(w, rest[0])

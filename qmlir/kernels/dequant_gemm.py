@@ -37,7 +37,6 @@ from mlir import ir
 from qmlir.ir import dequant_matmul
 from qmlir.kernels.base import Kernel, register_kernel, splice
 
-_TILE = 64            # columns per tile: four 16-lane f32 accumulators per row
 _MIN_THREAD_BYTES = 1 << 21  # smaller weights run on one thread: waking a worker costs ~50 us here
 
 
