@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
+from qmlir import data
 from qmlir.errors import QmlirError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-GPL3 = Path("/usr/share/common-licenses/GPL-3")
 
 
 def _package_dir(name: str, install_hint: str) -> Path:
@@ -81,68 +81,22 @@ def small_cnn(seed: int = 0) -> torch.nn.Module:
 
 
 def gpl3_text() -> str:
-    """The GPL-3 text from Debian's base-files; pydoc's topics where it is absent."""
-    if GPL3.is_file():
-        return GPL3.read_text()
-    return pydoc_text()
+    """The GNU GPL v3 text (shipped: `qmlir.data`), an evaluation text."""
+    return data.text("gpl-3")
 
 
 def pydoc_text() -> str:
-    from pydoc_data.topics import topics
-    return "\n\n".join(topics[k] for k in sorted(topics))
-
-
-_CALIBRATION_MODULES = ("argparse", "collections", "json", "logging", "pathlib", "subprocess", "unittest",
-                        "threading", "email", "csv", "datetime", "functools", "itertools", "heapq", "textwrap")
-
-# A larger calibration corpus (GPTQ wants tens of thousands of tokens): ~125 pure-Python or
-# always-built standard-library modules, their public callables and the methods of their classes.
-_CORPUS_MODULES = _CALIBRATION_MODULES + (
-    "asyncio", "os", "re", "socket", "ssl", "http.client", "http.server", "urllib.request", "urllib.parse",
-    "xml.etree.ElementTree", "sqlite3", "multiprocessing", "concurrent.futures", "typing", "dataclasses", "enum",
-    "decimal", "fractions", "statistics", "random", "shutil", "tarfile", "zipfile", "configparser", "inspect",
-    "ast", "dis", "pickle", "copy", "string", "difflib", "calendar", "locale", "gettext", "io", "tempfile", "glob",
-    "fnmatch", "hashlib", "hmac", "secrets", "base64", "struct", "codecs", "unicodedata", "contextlib", "abc",
-    "numbers", "operator", "weakref", "types", "traceback", "warnings", "pdb", "doctest", "timeit", "cProfile",
-    "trace", "imaplib", "smtplib", "ftplib", "poplib", "mailbox", "mimetypes", "html.parser", "xml.dom.minidom",
-    "plistlib", "queue", "sched", "selectors", "signal", "mmap", "ctypes", "wave", "colorsys", "optparse",
-    "getopt", "shlex", "cmd", "pprint", "reprlib", "bisect", "array", "graphlib", "zoneinfo", "ipaddress", "uuid",
-    "zlib", "gzip", "bz2", "lzma", "filecmp", "stat", "platform", "sysconfig", "importlib", "pkgutil", "runpy",
-    "venv", "zipapp", "tokenize", "keyword", "symtable", "compileall", "py_compile", "tomllib", "netrc",
-    "webbrowser", "wsgiref.simple_server", "xmlrpc.client", "socketserver")
-
-
-def _docstrings(modules, methods: bool) -> str:
-    import importlib
-    import inspect
-    import warnings
-    parts = []
-    with warnings.catch_warnings():  # deprecated aliases (typing.re) warn when touched
-        warnings.simplefilter("ignore")
-        for name in modules:
-            try:
-                mod = importlib.import_module(name)
-            except ImportError:  # a module this Python was built without (e.g. _ssl, _sqlite3)
-                continue
-            parts.append(inspect.getdoc(mod) or "")
-            for attr in sorted(dir(mod)):
-                obj = getattr(mod, attr, None)
-                if not attr.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj)) \
-                        and getattr(obj, "__module__", "").startswith(name):
-                    parts.append(inspect.getdoc(obj) or "")
-                    if methods and inspect.isclass(obj):
-                        parts.extend(inspect.getdoc(m) or "" for a, m in sorted(vars(obj).items())
-                                     if not a.startswith("_") and inspect.isfunction(m))
-    return "\n\n".join(p for p in parts if p)
+    """CPython 3.11.7's pydoc topics (shipped), the second evaluation text."""
+    return data.text("pydoc-topics")
 
 
 def stdlib_docs_text() -> str:
-    """Calibration text distinct from the evaluation texts: the docstrings of some CPython
-    standard-library modules and their public callables (ships with every Python)."""
-    return _docstrings(_CALIBRATION_MODULES, methods=False)
+    """Calibration text distinct from the evaluation texts (shipped): the docstrings of 15
+    CPython standard-library modules and their public callables (~20k SmolLM2 tokens)."""
+    return data.text("stdlib-docs")
 
 
 def stdlib_docs_corpus() -> str:
-    """The same kind of text, larger (~240k SmolLM2 tokens): the docstrings of ~125 standard-library
-    modules, their public callables and the methods of their classes."""
-    return _docstrings(_CORPUS_MODULES, methods=True)
+    """The same kind of text, larger (~240k SmolLM2 tokens, shipped): the docstrings of ~125
+    standard-library modules, their public callables and the methods of their classes."""
+    return data.text("stdlib-docs-corpus")

@@ -6,7 +6,7 @@ its own, and the rank-2 packages (independent libraries over qmlir.ir) do not im
     4  qmlir.target
     3  qmlir.passes
     2  qmlir.dialect_ops, qmlir.kernels, qmlir.quantization, qmlir.runtime, qmlir.zoo, qmlir.evaluation
-    1  qmlir.ir
+    1  qmlir.ir, qmlir.data
     0  qmlir.errors
 
 Every import counts, wherever it is (module level, inside functions, under TYPE_CHECKING):
@@ -30,7 +30,7 @@ ROOT = "qmlir"
 
 LAYERS: Dict[str, int] = {
     "qmlir.errors": 0,
-    "qmlir.ir": 1,
+    "qmlir.ir": 1, "qmlir.data": 1,
     "qmlir.dialect_ops": 2, "qmlir.kernels": 2, "qmlir.quantization": 2, "qmlir.runtime": 2,
     "qmlir.zoo": 2, "qmlir.evaluation": 2,
     "qmlir.passes": 3,
