@@ -14,7 +14,7 @@ from torch._decomp import core_aten_decompositions
 from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 
-from qmlir.errors import UnsupportedOpError
+from qmlir.errors import QmlirError, UnsupportedOpError
 from qmlir.frontend.graph_rewrites import fold_repeated_kv, scale_scores_not_keys
 from qmlir.frontend.importer import ImportedGraph, import_graph
 from qmlir.ir.constants import is_frozen
@@ -122,6 +122,12 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
     decompositions = core_aten_decompositions()
 
     def qmlir_backend(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor]):
+        try:
+            return _backend(gm, example_inputs)
+        except QmlirError as e:  # reaches the caller as itself, not as Dynamo's BackendCompilerFailed
+            raise _through_dynamo(e) from e.__cause__
+
+    def _backend(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor]):
         if torch.is_grad_enabled() and any(getattr(t, "requires_grad", False) for t in example_inputs):
             message = ("qmlir compiles inference graphs; this graph needs gradients and runs eagerly "
                        "(wrap the call in torch.no_grad() or torch.inference_mode())")
@@ -144,6 +150,33 @@ def backend(strict: bool = False, on_compile: Optional[Callable[[CompiledGraph],
         return _FrozenValues(sorted(frozen), example_inputs, compiled, lambda args: qmlir_backend(gm, args))
 
     return qmlir_backend
+
+
+_THROUGH: Dict[type, type] = {}
+
+
+def _through_dynamo(e: QmlirError) -> QmlirError:
+    """`e` as an instance of a subclass of its own class that Dynamo re-raises unwrapped.
+
+    Dynamo wraps whatever a backend raises in BackendCompilerFailed, except its own
+    ShortenTraceback family, which it re-raises as is. The subclass adds that base and nothing
+    else (same name, module, message and attributes), so `except qmlir.UnsupportedOpError`
+    catches what `torch.compile(backend=qmlir.backend(strict=True))` raises."""
+    from torch._dynamo.exc import ShortenTraceback
+    if isinstance(e, ShortenTraceback):
+        return e
+    cls = type(e)
+    sub = _THROUGH.get(cls)
+    if sub is None:
+        sub = type(cls.__name__, (cls, ShortenTraceback), {"__module__": cls.__module__,
+                                                         "__qualname__": cls.__qualname__,
+                                                         "__doc__": cls.__doc__})
+        _THROUGH[cls] = sub
+    out = sub.__new__(sub, *e.args)
+    out.__dict__.update(e.__dict__)
+    out.first_useful_frame = None
+    out._torch_dynamo_tracer_output, out.frame_exec_strategy = None, None  # TorchDynamoException's
+    return out.with_traceback(e.__traceback__)
 
 
 def _stamp(t: torch.Tensor) -> tuple:

@@ -34,11 +34,22 @@ def test_unsupported_op_warns_once_and_runs_eagerly():
 
 def test_strict_backend_raises_listing_all_ops():
     compiled = torch.compile(TopK(), backend=qmlir.backend(strict=True))
-    with pytest.raises(Exception) as info:
+    with pytest.raises(qmlir.UnsupportedOpError) as info:  # itself, not Dynamo's BackendCompilerFailed
         compiled(torch.randn(4, 8))
+    assert not isinstance(info.value, torch._dynamo.exc.BackendCompilerFailed)
+    assert type(info.value).__name__ == "UnsupportedOpError" and info.value.ops == sorted(info.value.ops)
     text = str(info.value)
-    assert "UnsupportedOpError" in text or isinstance(info.value, qmlir.UnsupportedOpError)
-    assert "aten.topk.default" in text and "aten.sort" in text
+    assert text.startswith("2 unsupported op(s)") and "aten.topk.default" in text and "aten.sort" in text
+
+
+def test_strict_backend_raises_qmlir_errors_as_themselves():
+    """A graph that needs gradients: the strict backend's own UnsupportedOpError (raised before
+    AOT autograd), unwrapped too; the same error again on the next call."""
+    lin = torch.nn.Linear(4, 4)
+    compiled = torch.compile(lin, backend=qmlir.backend(strict=True))
+    for _ in range(2):
+        with pytest.raises(qmlir.UnsupportedOpError, match="needs gradients"):
+            compiled(torch.randn(2, 4))
 
 
 def test_qmlir_compile_raises_unsupported_op_error():
