@@ -24,11 +24,73 @@ class CalibrationError(QmlirError, ValueError):
     """Calibration data that cannot calibrate: empty, or NaN/Inf in an activation."""
 
 
-class ActivationObserver:
-    """Running statistics of one layer's input activations (the last dim is the channel)."""
+class FoldStats:
+    """Per-channel min/max/mean |x| and a bounded row sample of some calibration batches (one
+    fold of them, or several merged)."""
 
-    def __init__(self, name: str, seed: int = 0, hessian: bool = False, sink_weight: float = 1.0):
+    def __init__(self, max_rows: int = MAX_ROWS):
+        self.max_rows = max_rows
+        self.channel_min = self.channel_max = self.channel_abssum = None
+        self.rows_seen = 0
+        self._rows: List[torch.Tensor] = []
+        self._n_rows = 0
+
+    def add(self, x: torch.Tensor, gen: torch.Generator) -> None:
+        cmin, cmax = x.amin(dim=0), x.amax(dim=0)
+        if self.channel_min is None:
+            self.channel_min, self.channel_max = cmin, cmax
+            self.channel_abssum = torch.zeros_like(cmin, dtype=torch.float64)
+        else:
+            self.channel_min = torch.minimum(self.channel_min, cmin)
+            self.channel_max = torch.maximum(self.channel_max, cmax)
+        self.channel_abssum = self.channel_abssum + x.abs().sum(dim=0, dtype=torch.float64)
+        self.rows_seen += x.shape[0]
+        if self._n_rows < self.max_rows:
+            take = min(x.shape[0], self.max_rows - self._n_rows)
+            pick = torch.randperm(x.shape[0], generator=gen)[:take]
+            self._rows.append(x[pick].clone())
+            self._n_rows += take
+
+    @staticmethod
+    def merged(parts: List["FoldStats"]) -> "FoldStats":
+        out = FoldStats(sum(p.max_rows for p in parts))
+        for p in parts:
+            if p.channel_min is None:
+                continue
+            if out.channel_min is None:
+                out.channel_min, out.channel_max, out.channel_abssum = p.channel_min, p.channel_max, p.channel_abssum
+            else:
+                out.channel_min = torch.minimum(out.channel_min, p.channel_min)
+                out.channel_max = torch.maximum(out.channel_max, p.channel_max)
+                out.channel_abssum = out.channel_abssum + p.channel_abssum
+            out.rows_seen += p.rows_seen
+            out._rows += p._rows
+            out._n_rows += p._n_rows
+        return out
+
+    @property
+    def channel_absmean(self) -> torch.Tensor:
+        return (self.channel_abssum / max(self.rows_seen, 1)).to(torch.float32)
+
+    @property
+    def channel_absmax(self) -> torch.Tensor:
+        return torch.maximum(self.channel_min.abs(), self.channel_max.abs())
+
+    def rows(self) -> torch.Tensor:
+        return torch.cat(self._rows)
+
+
+class ActivationObserver:
+    """Running statistics of one layer's input activations (the last dim is the channel).
+
+    folds > 0: the statistics are also kept per fold of the calibration batches (batch i in
+    fold i % folds), so that a search can fit on some folds and score on the others
+    (`fold_split`)."""
+
+    def __init__(self, name: str, seed: int = 0, hessian: bool = False, sink_weight: float = 1.0,
+                 folds: int = 0):
         self.name = name
+        self.folds = [FoldStats(MAX_ROWS // folds) for _ in range(folds)]
         self.xtx = None if not hessian else 0  # sum of x^T x (GPTQ), when asked for, in f64
         self.sink_weight = sink_weight  # weight of position 0 of each sequence in xtx
         self.calls = 0
@@ -75,6 +137,8 @@ class ActivationObserver:
                     shared.update(x=given, xtx=inc)
             self.xtx = self.xtx + inc
         self.rows_seen += x.shape[0]
+        if self.folds:
+            self.folds[shared["fold"]].add(x, self._gen)
         self.min, self.max = float(self.channel_min.min()), float(self.channel_max.max())
         if self._n_samples < MAX_SAMPLES:
             flat = x.abs().reshape(-1)
@@ -100,6 +164,10 @@ class ActivationObserver:
         """A sample of input rows [R, K] (R <= 256)."""
         return torch.cat(self._rows)
 
+    def fold_split(self, f: int) -> tuple:
+        """(statistics of every fold but `f`, the row sample of fold `f`)."""
+        return FoldStats.merged([p for i, p in enumerate(self.folds) if i != f]), self.folds[f].rows()
+
     def percentile(self, q: float, exclude: Optional[torch.Tensor] = None) -> float:
         """The q-th percentile of |x| over the sample (optionally leaving out some channels)."""
         sample = torch.cat(self._samples)
@@ -113,14 +181,15 @@ class ActivationObserver:
 
 def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn.Module],
               progress: bool = True, seed: int = 0, hessian: bool = False,
-              sink_weight: float = 1.0) -> Dict[str, ActivationObserver]:
+              sink_weight: float = 1.0, folds: int = 0) -> Dict[str, ActivationObserver]:
     """Run `model` on every item of `data` (a tensor, a tuple of positional args, or a dict of
     keyword args) under no_grad, observing the inputs of `layers` (name -> module); hessian:
     also sum x^T x per layer (for GPTQ), with the first position of every sequence (inputs of
-    rank >= 3: [..., T, K]) counted `sink_weight` times."""
+    rank >= 3: [..., T, K]) counted `sink_weight` times; folds: also keep statistics per fold of
+    the batches (batch i in fold i % folds)."""
     from tqdm.auto import tqdm
 
-    observers = {name: ActivationObserver(name, seed, hessian, sink_weight) for name in layers}
+    observers = {name: ActivationObserver(name, seed, hessian, sink_weight, folds) for name in layers}
     shared: dict = {}
     handles = [mod.register_forward_pre_hook(lambda m, args, _n=name: observers[_n].observe(args[0], shared))
                for name, mod in layers.items()]
@@ -129,6 +198,7 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
         n = 0
         with torch.no_grad():
             for item in tqdm(data, total=total, desc="qmlir calibration", unit="batch", disable=not progress):
+                shared["fold"] = n % folds if folds else None
                 try:
                     if isinstance(item, dict):
                         model(**item)

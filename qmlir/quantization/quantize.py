@@ -15,14 +15,14 @@ from typing import Dict, Iterable, List, Optional, Union
 import torch
 
 from qmlir.errors import QmlirError
-from qmlir.quantization import smoothquant
+from qmlir.quantization import simulate, smoothquant
 from qmlir.quantization.calibration import ActivationObserver, calibrate, validate_calibration
 from qmlir.quantization.gptq import gptq_quantize
 from qmlir.quantization.config import PRESETS, QuantConfig, QuantConfigError
 from qmlir.quantization.linear import CastLinear, QuantizedLinear
-from qmlir.ir.quant_storage import dequantize_weight, quantize_weight
+from qmlir.ir.quant_storage import quantize_weight
 
-_OUTLIER_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32}
+_OUTLIER_DTYPES = simulate.OUTLIER_DTYPES
 
 
 class QuantizationError(QmlirError, ValueError):
@@ -74,34 +74,22 @@ def select_layers(model: torch.nn.Module, cfg: QuantConfig) -> tuple:
     return chosen, skipped
 
 
-def _f32(v: float) -> float:
-    return float(torch.tensor(v, dtype=torch.float32))
-
-
 def activation_params(obs: ActivationObserver, cfg: QuantConfig, outliers: Optional[torch.Tensor]) -> tuple:
     """(scale, zero point) of a static per-tensor int8 activation, from the regular channels."""
-    cmin, cmax = obs.channel_min.clone(), obs.channel_max.clone()
-    if outliers is not None and outliers.numel():
-        cmin[outliers] = 0.0
-        cmax[outliers] = 0.0
-    lo, hi = min(float(cmin.min()), 0.0), max(float(cmax.max()), 0.0)
-    if cfg.act_calib == "percentile":
-        p = obs.percentile(cfg.act_percentile, exclude=outliers)
-        lo, hi = max(lo, -p), min(hi, p)
-    if cfg.act_symmetric or cfg.act_calib == "absmax":
-        a = max(-lo, hi)
-        return (_f32(a / 127.0) if a > 0 else 1.0), 0
-    if hi - lo <= 0:
-        return 1.0, 0
-    scale = _f32((hi - lo) / 255.0)
-    zp = int(round(-128 - lo / scale))
-    return scale, max(-128, min(127, zp))
+    return simulate.activation_params(obs.channel_min, obs.channel_max, cfg,
+                                      lambda q: obs.percentile(q, exclude=outliers), outliers)
 
 
-def _fake_quantized_weight(w: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
-    """w [N, K] quantized and dequantized as this config stores it (for AWQ's search)."""
-    qw = quantize_weight(w, cfg.weight_bits, cfg.weight_granularity, cfg.group_size, cfg.weight_symmetric)
-    return dequantize_weight(qw.storage, qw.scales, qw.bits, qw.group_size, qw.zero_points)[:w.shape[1]].t()
+SEARCH_FOLDS = 4
+
+
+def search_folds(calib: list) -> int:
+    """How many folds the auto searches split the calibration batches into (batch i in fold
+    i % folds): up to 4, each scored with scales fitted on the others."""
+    if len(calib) < 2:
+        raise QuantizationError("an \"auto\" search scores candidate scales on calibration batches it did not "
+                                f"fit them on: give at least 2 calibration batches (got {len(calib)})")
+    return min(SEARCH_FOLDS, len(calib))
 
 
 def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[ActivationObserver],
@@ -186,19 +174,20 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
         if calib_data is None:
             raise QuantizationError(f"{cfg.describe()} needs calibration data (calib_data=None)")
         calib = list(calib_data)
-        gptq = cfg.weight_algorithm == "gptq"
-        observers = calibrate(qmodel, calib, linears, progress, hessian=gptq and cfg.smoothquant_alpha is None
-                              and cfg.awq_alpha is None, sink_weight=cfg.gptq_sink_weight)
         alpha = cfg.smoothquant_alpha if cfg.smoothquant_alpha is not None else cfg.awq_alpha
+        folds = search_folds(calib) if alpha == "auto" else 0
+        gptq = cfg.weight_algorithm == "gptq"
+        observers = calibrate(qmodel, calib, linears, progress, hessian=gptq and alpha is None,
+                              sink_weight=cfg.gptq_sink_weight, folds=folds)
         if alpha is not None:
-            quantizer = None if cfg.awq_alpha is None else (lambda w: _fake_quantized_weight(w, cfg))
             for group in smoothquant.find_groups(qmodel, names):
-                smoothquant.choose_scales(group, modules, observers, alpha, cfg.smoothquant_grid, quantizer)
+                smoothquant.choose_scales(group, modules, observers, cfg)
                 inv = smoothquant.apply(group, modules)
                 for n in group.linears:
                     if n in report.layers:
-                        report.layers[n].update(smooth="folded" if inv is None else "explicit",
-                                                alpha=round(group.alpha, 4))
+                        report.layers[n].update(smooth="none" if group.scales is None else
+                                                "folded" if inv is None else "explicit",
+                                                alpha=None if group.alpha is None else round(group.alpha, 4))
                     if inv is not None:
                         smooth_inv[n] = inv
                         qmodel = _replace(qmodel, n, smoothquant.SmoothedLinear(linears[n], inv))
