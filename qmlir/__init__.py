@@ -14,7 +14,7 @@ from qmlir.errors import (
     UnsupportedOpError,
 )
 from qmlir.frontend.compiled_module import CompiledModule, compile, import_model
-from qmlir.frontend.dynamo_backend import backend, qmlir_backend
+from qmlir.frontend.dynamo_backend import QmlirFallbackWarning, backend, qmlir_backend
 from qmlir.frontend.importer import import_graph
 from qmlir.target import Target
 from qmlir.quantization import (
@@ -36,7 +36,7 @@ def supported_ops() -> list:
 
 __all__ = [
     "CompileError", "CompiledModule", "IndexOutOfRangeError", "CudaUnavailableError", "InputMismatchError", "QmlirError", "UnsupportedOp",
-    "UnsupportedOpError", "Target", "backend", "compile", "import_graph", "import_model", "qmlir_backend", "supported_ops",
+    "UnsupportedOpError", "QmlirFallbackWarning", "Target", "backend", "compile", "import_graph", "import_model", "qmlir_backend", "supported_ops",
     "CalibrationError", "QuantConfig", "QuantConfigError", "QuantizationError", "load_quantized", "quantize",
     "save_quantized",
 ]

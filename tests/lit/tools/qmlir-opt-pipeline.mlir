@@ -2,6 +2,9 @@
 // --split-input-file keeps the chunks apart; --list-passes documents every qmlir pass.
 
 // RUN: qmlir-opt %s --split-input-file --qmlir-lower-quant --canonicalize | FileCheck %s
+// The input from stdin, named `-` or not named at all, is the same input:
+// RUN: cat %s | qmlir-opt - --split-input-file --qmlir-lower-quant --canonicalize | FileCheck %s
+// RUN: qmlir-opt --split-input-file --qmlir-lower-quant --canonicalize < %s | FileCheck %s
 // RUN: qmlir-opt %s --split-input-file --pass-pipeline='builtin.module(qmlir-lower-quant, func.func(canonicalize))' | FileCheck %s
 // RUN: qmlir-opt --list-passes | FileCheck %s --check-prefix=LIST
 // RUN: qmlir-opt %s --split-input-file --qmlir-lower-quant --mlir-print-ir-after-all 2>&1 >/dev/null | FileCheck %s --check-prefix=DUMP
