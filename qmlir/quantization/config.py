@@ -40,6 +40,9 @@ class QuantConfig:
                         token is the attention sink of a causal LM: every later token attends to
                         it and its activations carry the model's massive values, so its
                         reconstruction counts more than one token's share (1 = plain GPTQ)
+    gptq_sequential     GPTQ: quantize a decoder stack block by block, each block's Hessians
+                        from the outputs of the quantized blocks before it (False: all from
+                        the float model)
     weight_symmetric    False: a zero point per scale (weight-only; int4 any granularity,
                         int8 per tensor or channel)
     act_dtype           int8 (W8A8) | none (weight-only)
@@ -64,6 +67,7 @@ class QuantConfig:
     gptq_damp: float = 0.01
     gptq_act_order: bool = True
     gptq_sink_weight: float = 64.0
+    gptq_sequential: bool = True
     act_dtype: str = "none"
     act_granularity: str = "tensor"
     act_calib: str = "absmax"
@@ -97,8 +101,9 @@ class QuantConfig:
                     or (key == "gptq_sink_weight" and v < 1) or math.isinf(v):
                 raise QuantConfigError(f"{key}={v!r}: expected a finite number "
                                        f"{'>= 1' if key == 'gptq_sink_weight' else '>= 0'}")
-        if not isinstance(self.gptq_act_order, bool):
-            raise QuantConfigError(f"gptq_act_order={self.gptq_act_order!r}: expected true or false")
+        for key in ("gptq_act_order", "gptq_sequential"):
+            if not isinstance(getattr(self, key), bool):
+                raise QuantConfigError(f"{key}={getattr(self, key)!r}: expected true or false")
         if not isinstance(self.weight_symmetric, bool):
             raise QuantConfigError(f"weight_symmetric={self.weight_symmetric!r}: expected true or false")
         if not self.weight_symmetric and self.is_integer:

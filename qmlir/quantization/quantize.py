@@ -8,6 +8,7 @@ with a QuantizedLinear (integer modes) or CastLinear (bf16/f16). The input model
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Union
@@ -15,12 +16,12 @@ from typing import Dict, Iterable, List, Optional, Union
 import torch
 
 from qmlir.errors import QmlirError
-from qmlir.quantization import simulate, smoothquant
+from qmlir.quantization import search, sequential, simulate, smoothquant
 from qmlir.quantization.calibration import ActivationObserver, calibrate, validate_calibration
 from qmlir.quantization.gptq import gptq_quantize
 from qmlir.quantization.config import PRESETS, QuantConfig, QuantConfigError
 from qmlir.quantization.linear import CastLinear, QuantizedLinear
-from qmlir.ir.quant_storage import quantize_weight
+from qmlir.ir.quant_storage import dequantize_weight, quantize_weight
 
 _OUTLIER_DTYPES = simulate.OUTLIER_DTYPES
 
@@ -36,6 +37,7 @@ class QuantReport:
     config: QuantConfig
     layers: Dict[str, dict] = field(default_factory=dict)
     skipped: List[str] = field(default_factory=list)
+    search: Optional[search.AlphaChoice] = None  # what an "auto" search chose, and its scores
 
     def summary(self) -> str:
         n_out = sum(v.get("outliers", 0) for v in self.layers.values())
@@ -46,6 +48,8 @@ class QuantReport:
             folded = sum(1 for v in self.layers.values() if v.get("smooth") == "folded")
             text += f"; scales folded into norms/producers for {folded} layers, explicit for " \
                     f"{sum(1 for v in self.layers.values() if v.get('smooth') == 'explicit')}"
+        if self.search is not None:
+            text += f"; {self.search.describe()}"
         return text
 
 
@@ -123,6 +127,24 @@ def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[Activ
                            smooth_inv, idx, w_out)
 
 
+def _with_ranges(hessian_obs: ActivationObserver, range_obs: Optional[ActivationObserver]) -> ActivationObserver:
+    """The observer of sequential GPTQ (x^T x from the quantized prefix) with the activation
+    ranges of the float model's calibration, when there is one (W8A8, outlier channels)."""
+    if range_obs is None:
+        return hessian_obs
+    range_obs.xtx = hessian_obs.xtx
+    return range_obs
+
+
+def _dequantized_weight(layer: QuantizedLinear) -> torch.Tensor:
+    """A quantized layer's weight [N, K] in f32 (the regular part; outlier rows added back)."""
+    w = dequantize_weight(layer.weight, layer.scales, layer.bits, layer.group_size,
+                          layer.zero_points)[:layer.in_features].t().contiguous()
+    if layer.outlier_idx is not None and layer.outlier_idx.numel():
+        w[:, layer.outlier_idx] = layer.outlier_weight.t().to(torch.float32)
+    return w
+
+
 def _replace(root: torch.nn.Module, name: str, new: torch.nn.Module) -> torch.nn.Module:
     """`root` with its submodule `name` replaced by `new`; `new` itself when `name` is "" (the
     model is a bare nn.Linear)."""
@@ -143,7 +165,14 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
     torch.compile(backend="qmlir") / qmlir.compile: quant-dialect IR). `result.qmlir_quant` holds
     a QuantReport (config and per-layer parameters).
     """
-    cfg = resolve_config(config)
+    return _quantize(model, calib_data, resolve_config(config), progress)
+
+
+def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: QuantConfig, progress: bool,
+              model_search: bool = True, group_search: bool = True,
+              group_alphas: Optional[Dict[str, Optional[float]]] = None) -> torch.nn.Module:
+    """quantize(); model_search: run the model-level half of an "auto" search (search.py);
+    group_search: its per-group half (False: `group_alphas`, the alphas chosen already)."""
     if not isinstance(model, torch.nn.Module):
         raise QuantizationError(f"qmlir.quantize takes a torch.nn.Module, got {type(model).__name__}")
     if calib_data is not None:
@@ -170,18 +199,37 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
         return qmodel
     observers: Dict[str, ActivationObserver] = {}
     smooth_inv: Dict[str, torch.Tensor] = {}
+    done: Dict[str, torch.nn.Module] = {}  # layers quantized already (sequential GPTQ)
     if cfg.needs_calibration:
         if calib_data is None:
             raise QuantizationError(f"{cfg.describe()} needs calibration data (calib_data=None)")
         calib = list(calib_data)
         alpha = cfg.smoothquant_alpha if cfg.smoothquant_alpha is not None else cfg.awq_alpha
-        folds = search_folds(calib) if alpha == "auto" else 0
+        if alpha == "auto" and model_search:
+            search_folds(calib)  # enough batches, checked before the search runs
+            choice = search.choose_alpha(model, calib, cfg, lambda m, c, conf, per_group: _quantize(
+                m, c, conf, False, model_search=False, group_search=per_group), progress)
+            report.search = choice
+            if choice.per_group is None:  # one alpha (or none) for every group
+                key = "smoothquant_alpha" if cfg.smoothquant_alpha is not None else "awq_alpha"
+                q = _quantize(model, calib, dataclasses.replace(cfg, **{key: choice.alpha}), progress,
+                              model_search=False)
+                q.qmlir_quant = dataclasses.replace(q.qmlir_quant, config=cfg, search=choice)
+                return q
+            group_alphas, group_search = choice.per_group, False
+        folds = search_folds(calib) if alpha == "auto" and group_search else 0
         gptq = cfg.weight_algorithm == "gptq"
-        observers = calibrate(qmodel, calib, linears, progress, hessian=gptq and alpha is None,
-                              sink_weight=cfg.gptq_sink_weight, folds=folds)
+        blocks = sequential.find_blocks(qmodel, names) if gptq and cfg.gptq_sequential else None
+        in_blocks = [n for n in names if blocks is not None and n.startswith(blocks[0] + ".")]
+        float_hessians = gptq and not in_blocks  # else only for the linears outside the blocks
+        if alpha is not None or not gptq or not in_blocks or cfg.act_dtype != "none" \
+                or cfg.outlier_threshold is not None:
+            observers = calibrate(qmodel, calib, linears, progress, hessian=float_hessians and alpha is None,
+                                  sink_weight=cfg.gptq_sink_weight, folds=folds)
         if alpha is not None:
             for group in smoothquant.find_groups(qmodel, names):
-                smoothquant.choose_scales(group, modules, observers, cfg)
+                smoothquant.choose_scales(group, modules, observers, cfg,
+                                          None if group_alphas is None else group_alphas.get(group.linears[0]))
                 inv = smoothquant.apply(group, modules)
                 for n in group.linears:
                     if n in report.layers:
@@ -191,11 +239,27 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
                     if inv is not None:
                         smooth_inv[n] = inv
                         qmodel = _replace(qmodel, n, smoothquant.SmoothedLinear(linears[n], inv))
-            observers = calibrate(qmodel, calib, linears, progress, hessian=gptq,  # the smoothed activations
+            observers = calibrate(qmodel, calib, linears, progress, hessian=float_hessians,  # smoothed activations
                                   sink_weight=cfg.gptq_sink_weight)
+        if in_blocks:
+            outside = {n: linears[n] for n in names if n not in in_blocks}
+            if outside:
+                observers.update(calibrate(qmodel, calib, outside, progress, hessian=True,
+                                           sink_weight=cfg.gptq_sink_weight))
+            layers = sequential.quantize_blocks(
+                qmodel, calib, {n: linears[n] for n in in_blocks},
+                lambda n, obs: _quantized_layer(linears[n], cfg, _with_ranges(obs, observers.get(n)),
+                                                smooth_inv.get(n), report.layers[n]),
+                _dequantized_weight, cfg.gptq_sink_weight, progress)
+            if layers is None:  # the blocks could not be run on their own: Hessians from the float model
+                observers.update(calibrate(qmodel, calib, {n: linears[n] for n in in_blocks}, progress,
+                                           hessian=True, sink_weight=cfg.gptq_sink_weight))
+            else:
+                done.update(layers)
     from tqdm.auto import tqdm
     for n in tqdm(names, desc="qmlir quantize", unit="layer", disable=not progress):
-        layer = _quantized_layer(linears[n], cfg, observers.get(n), smooth_inv.get(n), report.layers[n])
+        layer = done.get(n) or _quantized_layer(linears[n], cfg, observers.get(n), smooth_inv.get(n),
+                                                report.layers[n])
         qmodel = _replace(qmodel, n, layer)
         if n in observers:
             observers[n].xtx = None  # free the Hessian

@@ -9,6 +9,7 @@ saved from another model is a clear error rather than a silently wrong model.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import tempfile
@@ -19,6 +20,7 @@ import torch
 
 from qmlir.quantization.config import QuantConfig
 from qmlir.quantization.linear import CastLinear, QuantizedLinear
+from qmlir.quantization.search import AlphaChoice
 from qmlir.quantization.quantize import QuantizationError, QuantReport
 
 FORMAT = "qmlir-quantized/1"
@@ -46,6 +48,8 @@ def save_quantized(qmodel: torch.nn.Module, path: Union[str, Path]) -> Path:
     metadata = {"format": FORMAT, "config": report.config.to_yaml(), "layers": json.dumps(layers),
                 "report": json.dumps(report.layers), "skipped": json.dumps(report.skipped),
                 "model": type(qmodel).__name__}
+    if report.search is not None:
+        metadata["search"] = json.dumps(dataclasses.asdict(report.search))
     path = Path(path)
     if not path.parent.is_dir():
         raise QuantizationError(f"cannot save to '{path}': the directory '{path.parent}' does not exist")
@@ -132,8 +136,14 @@ def load_quantized(model: torch.nn.Module, path: Union[str, Path]) -> torch.nn.M
     if set(missing) - tied or unexpected:
         raise QuantizationError(f"{path} does not fit this model: missing {sorted(set(missing) - tied)[:5]}, "
                                 f"unexpected {sorted(unexpected)[:5]}")
+    searched = None
+    if "search" in metadata:
+        try:
+            searched = AlphaChoice(**json.loads(metadata["search"]))
+        except (ValueError, TypeError):
+            raise QuantizationError(f"{path}: its 'search' metadata is not what save_quantized writes") from None
     qmodel.qmlir_quant = QuantReport(cfg, json.loads(metadata.get("report", "{}")),
-                                     json.loads(metadata.get("skipped", "[]")))
+                                     json.loads(metadata.get("skipped", "[]")), searched)
     return qmodel
 
 

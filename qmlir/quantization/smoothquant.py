@@ -111,17 +111,25 @@ def make_scales(group: SmoothGroup, modules: Dict[str, torch.nn.Module], obs: Ac
     return smoothing_scales(obs.channel_absmax, [modules[n].weight for n in group.linears], alpha)
 
 
+_SEARCH = object()
+
+
 def choose_scales(group: SmoothGroup, modules: Dict[str, torch.nn.Module],
-                  observers: Dict[str, ActivationObserver], cfg: QuantConfig) -> None:
+                  observers: Dict[str, ActivationObserver], cfg: QuantConfig, chosen=_SEARCH) -> None:
     """Set group.alpha and group.scales (from all the calibration statistics).
 
     A fixed alpha (cfg.smoothquant_alpha or cfg.awq_alpha) is used as given. "auto" needs
     observers that kept folds (`calibrate(..., folds=F)`): for each fold, every candidate of
     `candidates()` gets scales from the statistics of the other folds and is scored by its
     simulated output error (`simulate.group_error`: the config's own weight and activation
-    quantization) on the fold's rows; the least total error wins, no smoothing on a tie."""
+    quantization) on the fold's rows; the least total error wins, no smoothing on a tie.
+    `chosen`: the alpha an earlier search chose for this group (None: no smoothing)."""
     alpha = cfg.smoothquant_alpha if cfg.smoothquant_alpha is not None else cfg.awq_alpha
     obs = observers[group.linears[0]]  # the linears of a group see the same input
+    if alpha == "auto" and chosen is not _SEARCH:  # chosen already (None: no smoothing)
+        group.alpha = chosen
+        group.scales = make_scales(group, modules, obs, chosen, cfg)
+        return
     if alpha != "auto":
         group.alpha = float(alpha)
         group.scales = make_scales(group, modules, obs, group.alpha, cfg)

@@ -153,3 +153,24 @@ def test_config_as_yaml_path_dict_and_preset(tmp_path):
     for o in outs[1:]:
         assert torch.equal(o, outs[0])
     assert torch.equal(preset, explicit)
+
+
+def test_auto_choice_is_reported_and_saved(tmp_path):
+    """The model-level search scores no smoothing, every grid alpha and the per-layer choice on
+    held-out batches and keeps the least; the choice and its scores are in the report, the
+    summary and the saved file."""
+    q = qmlir.quantize(planted_llama(), calib_ids(16, 32), QuantConfig(**W8A8, smoothquant_alpha="auto"),
+                       progress=False)
+    choice = q.qmlir_quant.search
+    assert set(choice.scores) == {"none", "0", "0.25", "0.5", "0.75", "1", "per-layer"}
+    best = min(choice.scores, key=choice.scores.get)
+    assert best == ("per-layer" if choice.per_group is not None else
+                    "none" if choice.alpha is None else f"{choice.alpha:g}")
+    assert choice.scores["none"] > 2 * choice.scores[best]  # the planted outliers need smoothing
+    assert "auto chose" in q.qmlir_quant.summary()
+    assert q.qmlir_quant.config.smoothquant_alpha == "auto"
+    loaded = qmlir.load_quantized(planted_llama(), qmlir.save_quantized(q, tmp_path / "auto.safetensors"))
+    ids = calib_ids(1, 16, seed=9)[0]
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, q(ids).logits)
+    assert loaded.qmlir_quant.search == choice
