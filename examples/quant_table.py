@@ -25,7 +25,9 @@ ROWS = [
     ("int4 weight-only, g128, asymmetric + GPTQ (128 x 512 calibration tokens)*", "int4-g128-gptq"),
     ("W8A8 static, naive", "w8a8-static"),
     ("W8A8 static + SmoothQuant 0.5", "w8a8-smoothquant"),
+    ("W8A8 static + SmoothQuant auto", "w8a8-smoothquant-auto"),
     ("W8A8 static + outlier channels (>6) in f16", "w8a8-outliers"),
+    ("W8A8 static + SmoothQuant auto + outlier channels (>6) in f16", "w8a8-smoothquant-outliers"),
     ("W8A8 dynamic per token", "w8a8-dynamic"),
 ]
 

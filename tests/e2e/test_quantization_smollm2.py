@@ -1,6 +1,11 @@
-"""SmolLM2-135M quantized (qmlir.quantize): perplexity bounds on the first 1024 tokens of the
-GPL-3 text, calibrated on another text (CPython standard-library docstrings), and one quantized
-model compiled end to end. The README's accuracy table comes from examples/quant_table.py."""
+"""SmolLM2-135M quantized (qmlir.quantize): perplexity bounds on the first 1024 tokens of two
+texts (the GPL-3 licence and CPython's pydoc topics, both shipped in qmlir.data), calibrated on
+a third (CPython standard-library docstrings), and one quantized model compiled end to end.
+
+Every bound is asserted on a text its settings were not chosen on: the GPTQ settings were tuned
+on GPL-3 perplexity, so GPTQ is held to its pydoc bound; round-to-nearest, int8 and the
+SmoothQuant/outlier presets have no settings tuned on either text and are held on both. The
+README's accuracy table comes from examples/quant_table.py."""
 import pytest
 import torch
 
@@ -16,6 +21,14 @@ def setup():
     calib = token_windows(tok, zoo.stdlib_docs_text(), 8 * 128, 128)
     fp32 = perplexity(lambda ids: model(ids).logits, windows)
     return model, windows, calib, fp32, tok
+
+
+@pytest.fixture(scope="module")
+def pydoc(setup):
+    """(windows, f32 perplexity) of the second text."""
+    model, tok = setup[0], setup[4]
+    windows = token_windows(tok, zoo.pydoc_text(), 1024, 512)
+    return windows, perplexity(lambda ids: model(ids).logits, windows)
 
 
 _QUANTIZED = {}
@@ -34,8 +47,9 @@ def ppl(setup, preset, windows=None):
     return perplexity(lambda ids: q(ids).logits, windows or setup[1])
 
 
-def test_int8_weight_only_within_1_percent(setup):
+def test_int8_weight_only_within_1_percent(setup, pydoc):
     assert ppl(setup, "int8-weight-only") <= setup[3] * 1.01
+    assert ppl(setup, "int8-weight-only", pydoc[0]) <= pydoc[1] * 1.01
 
 
 def test_int4_g128_round_to_nearest(setup):
@@ -45,23 +59,27 @@ def test_int4_g128_round_to_nearest(setup):
     assert asym <= setup[3] * 1.25, (setup[3], asym)
 
 
-def test_int4_g128_gptq_within_15_percent(setup):
-    """The issue's bound, Δppl <= 15%, with GPTQ (act order, static groups from an
-    importance-weighted clipping search, attention-sink weighting) calibrated on 128 x 512 tokens
-    spread over a larger standard-library docstring corpus: measured +12.4% (23.70 vs 21.09).
-    Calibration is most of this test's time (~4 min on 2 cores)."""
-    model, windows, _, fp32, tok = setup
+def test_int4_g128_gptq_on_held_out_text(setup, pydoc):
+    """GPTQ (sequential, act order, static groups from an importance-weighted clipping search,
+    attention-sink weighting) calibrated on 128 x 512 tokens spread over a larger docstring
+    corpus. Its settings were chosen on GPL-3, so the bound is on pydoc: measured +5.6% (15.04
+    vs 14.24). Calibration is most of this test's time (~4 min on 2 cores)."""
+    model, _, _, _, tok = setup
     calib = spread_windows(tok, zoo.stdlib_docs_corpus(), 128, 512)
     q = qmlir.quantize(model, calib, "int4-g128-gptq", progress=False)
-    p = perplexity(lambda ids: q(ids).logits, windows)
-    assert p <= fp32 * 1.15, (fp32, p)
+    p = perplexity(lambda ids: q(ids).logits, pydoc[0])
+    assert p <= pydoc[1] * 1.08, (pydoc[1], p)
 
 
-def test_smoothquant_beats_naive_w8a8(setup):
-    """On the first 512 tokens (the eager integer reference is the slow part of this file)."""
+def test_w8a8_static_smoothquant_auto_outliers(setup, pydoc):
+    """The issue's W8A8 static target (+3%): SmoothQuant auto (scored on held-out calibration
+    batches) with LLM.int8() outlier channels, measured +2.9% on GPL-3 and +2.6% on pydoc; held
+    at +4% on both, and far better than naive W8A8 (+87%)."""
     first = setup[1][:1]
-    naive, smooth = ppl(setup, "w8a8-static", first), ppl(setup, "w8a8-smoothquant", first)
-    assert smooth < naive * 0.8, (naive, smooth)
+    assert ppl(setup, "w8a8-smoothquant-outliers") <= setup[3] * 1.04
+    assert ppl(setup, "w8a8-smoothquant-outliers", pydoc[0]) <= pydoc[1] * 1.04
+    naive = ppl(setup, "w8a8-static", first)
+    assert ppl(setup, "w8a8-smoothquant-outliers", first) < naive * 0.7, naive
 
 
 def test_compiled_int8_weight_only_smollm2_matches_eager(setup):
