@@ -20,6 +20,10 @@ MAX_SAMPLES = 1 << 20
 MAX_ROWS = 256
 
 
+class _BatchDone(Exception):
+    """Raised by the last observed layer of a batch: the rest of the forward is not needed."""
+
+
 class CalibrationError(QmlirError, ValueError):
     """Calibration data that cannot calibrate: empty, or NaN/Inf in an activation."""
 
@@ -191,7 +195,22 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
 
     observers = {name: ActivationObserver(name, seed, hessian, sink_weight, folds) for name in layers}
     shared: dict = {}
-    handles = [mod.register_forward_pre_hook(lambda m, args, _n=name: observers[_n].observe(args[0], shared))
+    # After the first batch has shown that every observed layer runs once per batch, a batch
+    # stops as soon as the last of them has been observed: what follows (an LM's head over the
+    # whole vocabulary, a fifth of SmolLM2's forward) is not computed.
+    calls = {name: 0 for name in layers}
+    state = {"once": False, "seen": set()}
+
+    def hook(module, args, _n):
+        observers[_n].observe(args[0], shared)
+        if not state["once"]:
+            calls[_n] += 1
+            return
+        state["seen"].add(_n)
+        if len(state["seen"]) == len(layers):
+            raise _BatchDone
+
+    handles = [mod.register_forward_pre_hook(lambda m, args, _n=name: hook(m, args, _n))
                for name, mod in layers.items()]
     try:
         total = len(data) if hasattr(data, "__len__") else None
@@ -199,6 +218,7 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
         with torch.no_grad():
             for item in tqdm(data, total=total, desc="qmlir calibration", unit="batch", disable=not progress):
                 shared["fold"] = n % folds if folds else None
+                state["seen"] = set()
                 try:
                     if isinstance(item, dict):
                         model(**item)
@@ -206,6 +226,8 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
                         model(*item)
                     else:
                         model(item)
+                except _BatchDone:
+                    pass
                 except CalibrationError:
                     raise
                 except (TypeError, ValueError, RuntimeError, AttributeError, IndexError, KeyError) as e:
@@ -213,6 +235,8 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
                     raise CalibrationError(f"calibration batch {n}: the model rejected it ({type(e).__name__}: "
                                            f"{first}); give inputs the model takes (tensors, tuples of "
                                            "arguments or dicts of keyword arguments)") from None
+                if n == 0:
+                    state["once"] = all(c == 1 for c in calls.values())
                 n += 1
     finally:
         shared.clear()

@@ -4,7 +4,8 @@ The per-group search (smoothquant.choose_scales) minimizes each layer's own outp
 real model that is a weak proxy (on SmolLM2 per-group AWQ was worse than no AWQ, and per-group
 SmoothQuant with outlier channels worse than a fixed alpha of 0.5). So "auto" also quantizes the
 model once per candidate (no smoothing, every grid alpha for all layers, and the per-group
-choice) on most of the calibration batches and keeps the candidate whose outputs on the held-out
+choice) on most of the calibration batches (at most 24, spread over them; up to 8 held out)
+and keeps the candidate whose outputs on the held-out
 batches are closest to the float model's: by construction never worse, on data it was not
 fitted on, than any fixed alpha of the grid or than no smoothing. "Closest" is the KL divergence
 of the output distribution for models that return `logits`, else the relative squared error of
@@ -22,6 +23,7 @@ import torch
 from qmlir.quantization.config import QuantConfig
 
 HELD_OUT_EVERY = 4
+MAX_FIT, MAX_HELD = 24, 8  # batches the model-level search uses at most (spread over the data)
 
 
 @dataclass
@@ -45,6 +47,13 @@ def split(calib: list) -> tuple:
         return ([b for i, b in enumerate(calib) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1],
                 [b for i, b in enumerate(calib) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1])
     return calib[:-1], calib[-1:]
+
+
+def _spread(batches: list, n: int) -> list:
+    """At most `n` of `batches`, at even strides."""
+    if len(batches) <= n:
+        return batches
+    return [batches[i * len(batches) // n] for i in range(n)]
 
 
 def _call(model, item):
@@ -92,6 +101,7 @@ def choose_alpha(model: torch.nn.Module, calib: list, cfg: QuantConfig,
 
     key = "smoothquant_alpha" if cfg.smoothquant_alpha is not None else "awq_alpha"
     fit, held = split(calib)
+    fit, held = _spread(fit, MAX_FIT), _spread(held, MAX_HELD)
     with torch.no_grad():
         refs = []
         for item in held:

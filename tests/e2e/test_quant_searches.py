@@ -201,3 +201,44 @@ def test_sequential_gptq_takes_hessians_from_the_quantized_prefix(act):
     a = qmlir.quantize(lin, data, QuantConfig(**base, gptq_sequential=True, skip=[]), progress=False)
     b = qmlir.quantize(lin, data, QuantConfig(**base, skip=[]), progress=False)
     assert torch.equal(a[0].weight, b[0].weight) and torch.equal(a[2].weight, b[2].weight)
+
+
+class Shared(torch.nn.Module):
+    """`fc` runs twice per batch, `head` (skipped) last."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc, self.head = torch.nn.Linear(8, 8), torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.fc(self.fc(x)))
+
+
+def test_calibration_stops_after_the_last_observed_layer():
+    """From the second batch on, a batch ends once every observed layer has run (the skipped
+    head does not run), unless the first batch showed a layer running twice; statistics are
+    those of a full run either way."""
+    from qmlir.quantization.calibration import calibrate
+    model = tiny_llama()
+    heads = []
+    model.lm_head.register_forward_hook(lambda *a: heads.append(1))
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"]
+    mods = dict(model.named_modules())
+    data = calib_ids(4, 16)
+    obs = calibrate(model, data, {n: mods[n] for n in names}, progress=False)
+    assert len(heads) == 1
+    seen = []
+    h = mods["model.layers.1.mlp.down_proj"].register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    with torch.no_grad():
+        for ids in data:
+            model(ids)
+    h.remove()
+    full = torch.cat([x.reshape(-1, x.shape[-1]) for x in seen])
+    assert torch.equal(obs["model.layers.1.mlp.down_proj"].channel_max, full.amax(0))
+    assert obs["model.layers.1.mlp.down_proj"].rows_seen == full.shape[0]
+
+    shared = Shared()
+    xs = [torch.randn(3, 8) for _ in range(3)]
+    obs = calibrate(shared, xs, {"fc": shared.fc}, progress=False)
+    assert obs["fc"].calls == 6 and obs["fc"].rows_seen == 18  # both calls of every batch
