@@ -34,7 +34,11 @@ import torch
 # would do it too, but slows torch's own many small ops: eager bf16 prefill took 2x longer.)
 SETTLE_S = 0.003
 
-warnings.filterwarnings("ignore")
+# Library deprecation notices are noise in a table; a qmlir fallback is an error (the strict
+# backend raises one anyway: a graph run eagerly must never be timed as a qmlir row).
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("error", message="qmlir: running this graph eagerly")
 
 CONFIGS = {
     "W8A8": dict(weight_dtype="int8", act_dtype="int8", act_granularity="token"),

@@ -93,4 +93,5 @@ def test_compiled_int8_weight_only_smollm2_matches_eager(setup):
     with torch.no_grad():
         eager = q(ids).logits
         compiled = qmlir.compile(q, (ids,))(ids).logits
-    torch.testing.assert_close(compiled, eager, rtol=1e-3, atol=1e-3 * float(eager.abs().max()))
+    # measured: max error 4.7e-6 of the largest logit (the f32 model compiled: 3.7e-6)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=2e-5 * float(eager.abs().max()))
