@@ -196,22 +196,26 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
     observers = {name: ActivationObserver(name, seed, hessian, sink_weight, folds) for name in layers}
     shared: dict = {}
     # After the first batch has shown that every observed layer runs once per batch, a batch
-    # stops as soon as the last of them has been observed: what follows (an LM's head over the
-    # whole vocabulary, a fifth of SmolLM2's forward) is not computed.
+    # stops as soon as the last of them has run: what follows (an LM's head over the whole
+    # vocabulary, a fifth of SmolLM2's forward) is not computed. (The last layer itself runs, so
+    # a batch the model rejects is still rejected.)
     calls = {name: 0 for name in layers}
     state = {"once": False, "seen": set()}
 
-    def hook(module, args, _n):
+    def before(module, args, _n):
         observers[_n].observe(args[0], shared)
         if not state["once"]:
             calls[_n] += 1
-            return
-        state["seen"].add(_n)
-        if len(state["seen"]) == len(layers):
+        else:
+            state["seen"].add(_n)
+
+    def after(module, args, out):
+        if state["once"] and len(state["seen"]) == len(layers):
             raise _BatchDone
 
-    handles = [mod.register_forward_pre_hook(lambda m, args, _n=name: hook(m, args, _n))
+    handles = [mod.register_forward_pre_hook(lambda m, args, _n=name: before(m, args, _n))
                for name, mod in layers.items()]
+    handles += [mod.register_forward_hook(after) for mod in layers.values()]
     try:
         total = len(data) if hasattr(data, "__len__") else None
         n = 0
