@@ -2,11 +2,13 @@
 YAML form that round-trips. An unknown key or a bad value is a `QuantConfigError` naming it."""
 from __future__ import annotations
 
+import copy
 import dataclasses
+import fnmatch
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from qmlir.errors import QmlirError
 
@@ -24,6 +26,13 @@ _CHOICES = {
     "outlier_dtype": ("f16", "bf16", "f32"),
     "weight_algorithm": ("rtn", "gptq"),
 }
+
+
+# The keys a per-layer override (QuantConfig.layers) may set: how one layer is quantized. The
+# others are model-wide (calibration, the smoothing searches, which layers are skipped).
+LAYER_KEYS = ("weight_dtype", "weight_granularity", "group_size", "weight_symmetric", "weight_algorithm",
+              "gptq_damp", "gptq_act_order", "act_dtype", "act_granularity", "act_calib", "act_percentile",
+              "act_symmetric", "outlier_threshold", "outlier_dtype")
 
 
 @dataclass
@@ -58,6 +67,9 @@ class QuantConfig:
     outlier_threshold   None, or LLM.int8()'s threshold (6.0): input channels whose calibrated
                         absmax exceeds it keep their weight rows in `outlier_dtype`
     skip                fnmatch patterns of module names left in float (e.g. "lm_head")
+    layers              per-layer schemes: {fnmatch pattern of module names: {key: value}} with
+                        keys of LAYER_KEYS, e.g. {"*.mlp.down_proj": {"weight_dtype": "int8"}};
+                        the first matching pattern wins; each merged scheme is validated
     """
 
     weight_dtype: str = "int8"
@@ -80,6 +92,7 @@ class QuantConfig:
     outlier_threshold: Optional[float] = None
     outlier_dtype: str = "f16"
     skip: List[str] = field(default_factory=lambda: ["lm_head"])
+    layers: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key, choices in _CHOICES.items():
@@ -146,6 +159,43 @@ class QuantConfig:
         if self.outlier_threshold is not None and self.act_dtype == "none":
             raise QuantConfigError("outlier_threshold needs act_dtype=int8 (outlier channels bypass "
                                    "activation quantization)")
+        self._check_layers()
+
+    def _check_layers(self) -> None:
+        if not isinstance(self.layers, dict):
+            raise QuantConfigError(f"layers={self.layers!r}: expected a mapping of module-name patterns "
+                                   "to per-layer settings")
+        self.layers = dict(self.layers)
+        self._merged: Dict[str, "QuantConfig"] = {}
+        for pattern, override in self.layers.items():
+            if not isinstance(pattern, str) or not pattern:
+                raise QuantConfigError(f"layers: {pattern!r} is not a module-name pattern")
+            if not isinstance(override, dict):
+                raise QuantConfigError(f"layers[{pattern!r}]: expected a mapping of keys to values, "
+                                       f"got {type(override).__name__}")
+            bad = sorted(set(override) - set(LAYER_KEYS))
+            if bad:
+                raise QuantConfigError(f"layers[{pattern!r}]: {', '.join(map(str, bad))} cannot be set per layer; "
+                                       f"per-layer keys: {', '.join(LAYER_KEYS)}")
+            merged = {**{k: getattr(self, k) for k in (f.name for f in dataclasses.fields(self))},
+                      **override, "layers": {}}
+            if merged["weight_granularity"] != "group" and "group_size" not in override:
+                merged["group_size"] = type(self).__dataclass_fields__["group_size"].default
+            try:
+                self._merged[pattern] = QuantConfig(**merged)
+            except QuantConfigError as e:
+                raise QuantConfigError(f"layers[{pattern!r}]: {e}") from None
+
+    def for_layer(self, name: str) -> "QuantConfig":
+        """The scheme of the layer named `name`: the first `layers` pattern it matches merged into
+        this config, or this config."""
+        for pattern in self.layers:
+            if fnmatch.fnmatchcase(name, pattern):
+                return self._merged[pattern]
+        return self
+
+    def layer_pattern(self, name: str) -> Optional[str]:
+        return next((p for p in self.layers if fnmatch.fnmatchcase(name, p)), None)
 
     @property
     def is_integer(self) -> bool:
@@ -187,7 +237,7 @@ class QuantConfig:
         return text
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: Any) -> "QuantConfig":

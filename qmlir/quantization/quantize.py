@@ -48,6 +48,9 @@ class QuantReport:
             folded = sum(1 for v in self.layers.values() if v.get("smooth") == "folded")
             text += f"; scales folded into norms/producers for {folded} layers, explicit for " \
                     f"{sum(1 for v in self.layers.values() if v.get('smooth') == 'explicit')}"
+        own = sum(1 for v in self.layers.values() if "scheme" in v)
+        if own:
+            text += f"; {own} layers with their own scheme ({', '.join(self.config.layers)})"
         if self.search is not None:
             text += f"; {self.search.describe()}"
         return text
@@ -127,6 +130,32 @@ def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[Activ
                            smooth_inv, idx, w_out)
 
 
+def layer_configs(cfg: QuantConfig, names: List[str], skipped: List[str]) -> Dict[str, QuantConfig]:
+    """Each quantized layer's scheme (QuantConfig.for_layer); a `layers` pattern that matches no
+    quantized layer is an error (a typo would otherwise quantize the layer as everything else)."""
+    out = {n: cfg.for_layer(n) for n in names}
+    for pattern in cfg.layers:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            why = " (only skipped layers: set skip to quantize them)" if any(
+                fnmatch.fnmatchcase(n, pattern) for n in skipped) else ""
+            raise QuantizationError(f"layers pattern '{pattern}' matches no linear layer to quantize{why}")
+    return out
+
+
+def _cast_layer(lin: torch.nn.Linear, cfg: QuantConfig) -> CastLinear:
+    return CastLinear(lin, torch.bfloat16 if cfg.weight_dtype == "bf16" else torch.float16)
+
+
+def _layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[ActivationObserver],
+           smooth_inv: Optional[torch.Tensor], info: dict) -> torch.nn.Module:
+    """The layer `cfg` makes of `lin`: quantized, or cast for bf16/f16 weights."""
+    if not cfg.is_integer:
+        if smooth_inv is not None:
+            raise QuantizationError("a bf16/f16 layer cannot take an explicit smoothing scale")
+        return _cast_layer(lin, cfg)
+    return _quantized_layer(lin, cfg, obs, smooth_inv, info)
+
+
 def _with_ranges(hessian_obs: ActivationObserver, range_obs: Optional[ActivationObserver]) -> ActivationObserver:
     """The observer of sequential GPTQ (x^T x from the quantized prefix) with the activation
     ranges of the float model's calibration, when there is one (W8A8, outlier channels)."""
@@ -136,8 +165,10 @@ def _with_ranges(hessian_obs: ActivationObserver, range_obs: Optional[Activation
     return range_obs
 
 
-def _dequantized_weight(layer: QuantizedLinear) -> torch.Tensor:
-    """A quantized layer's weight [N, K] in f32 (the regular part; outlier rows added back)."""
+def _dequantized_weight(layer: torch.nn.Module) -> torch.Tensor:
+    """A quantized (or cast) layer's weight [N, K] in f32 (outlier rows added back)."""
+    if isinstance(layer, CastLinear):
+        return layer.weight.detach().to(torch.float32)
     w = dequantize_weight(layer.weight, layer.scales, layer.bits, layer.group_size,
                           layer.zero_points)[:layer.in_features].t().contiguous()
     if layer.outlier_idx is not None and layer.outlier_idx.numel():
@@ -189,20 +220,24 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
         if not p.dtype.is_floating_point:
             raise QuantizationError(f"layer '{name}' has {p.dtype} weights; quantize a float model")
     report = QuantReport(cfg, {n: {} for n in names}, skipped)
+    lc = layer_configs(cfg, names, skipped)
+    for n, c in lc.items():
+        if c is not cfg:
+            report.layers[n]["scheme"] = c.describe()
     modules = dict(qmodel.named_modules())
     linears = {n: modules[n] for n in names}
-    if not cfg.is_integer:
-        dtype = torch.bfloat16 if cfg.weight_dtype == "bf16" else torch.float16
+    if not any(c.is_integer for c in lc.values()):
         for n in names:
-            qmodel = _replace(qmodel, n, CastLinear(linears[n], dtype))
+            qmodel = _replace(qmodel, n, _cast_layer(linears[n], lc[n]))
         qmodel.qmlir_quant = report
         return qmodel
     observers: Dict[str, ActivationObserver] = {}
     smooth_inv: Dict[str, torch.Tensor] = {}
     done: Dict[str, torch.nn.Module] = {}  # layers quantized already (sequential GPTQ)
-    if cfg.needs_calibration:
+    if any(c.needs_calibration for c in lc.values()):
         if calib_data is None:
-            raise QuantizationError(f"{cfg.describe()} needs calibration data (calib_data=None)")
+            needing = next(c for c in lc.values() if c.needs_calibration)
+            raise QuantizationError(f"{needing.describe()} needs calibration data (calib_data=None)")
         calib = list(calib_data)
         alpha = cfg.smoothquant_alpha if cfg.smoothquant_alpha is not None else cfg.awq_alpha
         if alpha == "auto" and model_search:
@@ -218,12 +253,12 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
                 return q
             group_alphas, group_search = choice.per_group, False
         folds = search_folds(calib) if alpha == "auto" and group_search else 0
-        gptq = cfg.weight_algorithm == "gptq"
+        gptq = any(c.weight_algorithm == "gptq" for c in lc.values())
         blocks = sequential.find_blocks(qmodel, names) if gptq and cfg.gptq_sequential else None
         in_blocks = [n for n in names if blocks is not None and n.startswith(blocks[0] + ".")]
         float_hessians = gptq and not in_blocks  # else only for the linears outside the blocks
-        if alpha is not None or not gptq or not in_blocks or cfg.act_dtype != "none" \
-                or cfg.outlier_threshold is not None:
+        ranges = any(c.act_dtype != "none" or c.outlier_threshold is not None for c in lc.values())
+        if alpha is not None or not gptq or not in_blocks or ranges:
             observers = calibrate(qmodel, calib, linears, progress, hessian=float_hessians and alpha is None,
                                   sink_weight=cfg.gptq_sink_weight, folds=folds)
         if alpha is not None:
@@ -248,8 +283,8 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
                                            sink_weight=cfg.gptq_sink_weight))
             layers = sequential.quantize_blocks(
                 qmodel, calib, {n: linears[n] for n in in_blocks},
-                lambda n, obs: _quantized_layer(linears[n], cfg, _with_ranges(obs, observers.get(n)),
-                                                smooth_inv.get(n), report.layers[n]),
+                lambda n, obs: _layer(linears[n], lc[n], _with_ranges(obs, observers.get(n)),
+                                      smooth_inv.get(n), report.layers[n]),
                 _dequantized_weight, cfg.gptq_sink_weight, progress)
             if layers is None:  # the blocks could not be run on their own: Hessians from the float model
                 observers.update(calibrate(qmodel, calib, {n: linears[n] for n in in_blocks}, progress,
@@ -258,8 +293,7 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
                 done.update(layers)
     from tqdm.auto import tqdm
     for n in tqdm(names, desc="qmlir quantize", unit="layer", disable=not progress):
-        layer = done.get(n) or _quantized_layer(linears[n], cfg, observers.get(n), smooth_inv.get(n),
-                                                report.layers[n])
+        layer = done.get(n) or _layer(linears[n], lc[n], observers.get(n), smooth_inv.get(n), report.layers[n])
         qmodel = _replace(qmodel, n, layer)
         if n in observers:
             observers[n].xtx = None  # free the Hessian

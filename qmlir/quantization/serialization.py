@@ -75,9 +75,9 @@ def _empty_layer(name: str, meta: dict, shapes: dict) -> torch.nn.Module:
         torch.nn.Module.__init__(layer)
         layer.in_features, layer.out_features = meta["in_features"], meta["out_features"]
         layer.dtype = _DTYPES[meta["dtype"]]
-        layer.weight = torch.nn.Parameter(torch.empty(shapes[f"{name}.weight"], dtype=layer.dtype), requires_grad=False)
+        layer.weight = torch.nn.Parameter(torch.empty(shapes[f"{name}.weight"][0], dtype=layer.dtype), requires_grad=False)
         layer.bias = None if not meta["bias"] else torch.nn.Parameter(
-            torch.empty(shapes[f"{name}.bias"], dtype=layer.dtype), requires_grad=False)
+            torch.empty(shapes[f"{name}.bias"][0], dtype=layer.dtype), requires_grad=False)
         return layer
 
     def buf(key):
