@@ -28,6 +28,11 @@ class CalibrationError(QmlirError, ValueError):
     """Calibration data that cannot calibrate: empty, or NaN/Inf in an activation."""
 
 
+def _pick(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """k distinct indices of range(n), at random (all of them, in order, when k == n)."""
+    return torch.randperm(n, generator=gen)[:k]
+
+
 class FoldStats:
     """Per-channel min/max/mean |x| and a bounded row sample of some calibration batches (one
     fold of them, or several merged)."""
@@ -51,8 +56,7 @@ class FoldStats:
         self.rows_seen += x.shape[0]
         if self._n_rows < self.max_rows:
             take = min(x.shape[0], self.max_rows - self._n_rows)
-            pick = torch.randperm(x.shape[0], generator=gen)[:take]
-            self._rows.append(x[pick].clone())
+            self._rows.append(x.clone() if take == x.shape[0] else x[_pick(x.shape[0], take, gen)].clone())
             self._n_rows += take
 
     @staticmethod
@@ -147,13 +151,11 @@ class ActivationObserver:
         if self._n_samples < MAX_SAMPLES:
             flat = x.abs().reshape(-1)
             take = min(flat.numel(), MAX_SAMPLES - self._n_samples, 1 << 18)
-            pick = torch.randperm(flat.numel(), generator=self._gen)[:take]
-            self._samples.append(flat[pick])
+            self._samples.append(flat if take == flat.numel() else flat[_pick(flat.numel(), take, self._gen)])
             self._n_samples += take
         if self._n_rows < MAX_ROWS:
             take = min(x.shape[0], MAX_ROWS - self._n_rows)
-            pick = torch.randperm(x.shape[0], generator=self._gen)[:take]
-            self._rows.append(x[pick].clone())
+            self._rows.append(x.clone() if take == x.shape[0] else x[_pick(x.shape[0], take, self._gen)].clone())
             self._n_rows += take
 
     @property

@@ -201,9 +201,12 @@ def quantize(model: torch.nn.Module, calib_data: Optional[Iterable] = None,
 
 def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: QuantConfig, progress: bool,
               model_search: bool = True, group_search: bool = True,
-              group_alphas: Optional[Dict[str, Optional[float]]] = None) -> torch.nn.Module:
+              group_alphas: Optional[Dict[str, Optional[float]]] = None,
+              calib_cache: Optional[dict] = None) -> torch.nn.Module:
     """quantize(); model_search: run the model-level half of an "auto" search (search.py);
-    group_search: its per-group half (False: `group_alphas`, the alphas chosen already)."""
+    group_search: its per-group half (False: `group_alphas`, the alphas chosen already);
+    calib_cache: the first calibration's observers, shared by the search's candidates (they
+    quantize the same model on the same batches, and differ only after it)."""
     if not isinstance(model, torch.nn.Module):
         raise QuantizationError(f"qmlir.quantize takes a torch.nn.Module, got {type(model).__name__}")
     if calib_data is not None:
@@ -242,8 +245,10 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
         alpha = cfg.smoothquant_alpha if cfg.smoothquant_alpha is not None else cfg.awq_alpha
         if alpha == "auto" and model_search:
             search_folds(calib)  # enough batches, checked before the search runs
+            cache: dict = {}
             choice = search.choose_alpha(model, calib, cfg, lambda m, c, conf, per_group: _quantize(
-                m, c, conf, False, model_search=False, group_search=per_group), progress)
+                m, c, conf, False, model_search=False, group_search=per_group, calib_cache=cache), progress)
+            cache.clear()
             report.search = choice
             if choice.per_group is None:  # one alpha (or none) for every group
                 key = "smoothquant_alpha" if cfg.smoothquant_alpha is not None else "awq_alpha"
@@ -259,8 +264,15 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
         float_hessians = gptq and not in_blocks  # else only for the linears outside the blocks
         ranges = any(c.act_dtype != "none" or c.outlier_threshold is not None for c in lc.values())
         if alpha is not None or not gptq or not in_blocks or ranges:
-            observers = calibrate(qmodel, calib, linears, progress, hessian=float_hessians and alpha is None,
-                                  sink_weight=cfg.gptq_sink_weight, folds=folds)
+            hessian = float_hessians and alpha is None
+            key = (folds, hessian)
+            if calib_cache is not None and key in calib_cache:
+                observers = calib_cache[key]
+            else:
+                observers = calibrate(qmodel, calib, linears, progress, hessian=hessian,
+                                      sink_weight=cfg.gptq_sink_weight, folds=folds)
+                if calib_cache is not None and not hessian:
+                    calib_cache[key] = observers
         if alpha is not None:
             for group in smoothquant.find_groups(qmodel, names):
                 smoothquant.choose_scales(group, modules, observers, cfg,
