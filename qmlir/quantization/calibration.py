@@ -103,13 +103,9 @@ class ActivationObserver:
         self.sink_weight = sink_weight  # weight of position 0 of each sequence in xtx
         self.calls = 0
         self.min = self.max = None
-        self.channel_min = self.channel_max = None
-        self.channel_abssum = None
-        self.rows_seen = 0
+        self.total = FoldStats(MAX_ROWS)  # per-channel statistics and rows of every call
         self._samples: List[torch.Tensor] = []
         self._n_samples = 0
-        self._rows: List[torch.Tensor] = []
-        self._n_rows = 0
         self._gen = torch.Generator().manual_seed(seed)
 
     def observe(self, x: torch.Tensor, shared: Optional[dict] = None) -> None:
@@ -125,14 +121,6 @@ class ActivationObserver:
             raise CalibrationError(f"calibration: {bad} in the input of layer '{self.name}' "
                                    f"(call {self.calls + 1}); calibration data must give finite activations")
         self.calls += 1
-        cmin, cmax = x.amin(dim=0), x.amax(dim=0)
-        if self.channel_min is None:
-            self.channel_min, self.channel_max = cmin, cmax
-            self.channel_abssum = torch.zeros_like(cmin, dtype=torch.float64)
-        else:
-            self.channel_min = torch.minimum(self.channel_min, cmin)
-            self.channel_max = torch.maximum(self.channel_max, cmax)
-        self.channel_abssum += x.abs().sum(dim=0, dtype=torch.float64)
         if self.xtx is not None:
             if shared is not None and shared.get("x") is given:
                 inc = shared["xtx"]
@@ -144,31 +132,43 @@ class ActivationObserver:
                 if shared is not None:
                     shared.update(x=given, xtx=inc)
             self.xtx = self.xtx + inc
-        self.rows_seen += x.shape[0]
         if self.folds:
             self.folds[shared["fold"]].add(x, self._gen)
-        self.min, self.max = float(self.channel_min.min()), float(self.channel_max.max())
         if self._n_samples < MAX_SAMPLES:
             flat = x.abs().reshape(-1)
             take = min(flat.numel(), MAX_SAMPLES - self._n_samples, 1 << 18)
             self._samples.append(flat if take == flat.numel() else flat[_pick(flat.numel(), take, self._gen)])
             self._n_samples += take
-        if self._n_rows < MAX_ROWS:
-            take = min(x.shape[0], MAX_ROWS - self._n_rows)
-            self._rows.append(x.clone() if take == x.shape[0] else x[_pick(x.shape[0], take, self._gen)].clone())
-            self._n_rows += take
+        self.total.add(x, self._gen)
+        self.min, self.max = float(self.channel_min.min()), float(self.channel_max.max())
+
+    @property
+    def channel_min(self) -> Optional[torch.Tensor]:
+        return self.total.channel_min
+
+    @property
+    def channel_max(self) -> Optional[torch.Tensor]:
+        return self.total.channel_max
+
+    @property
+    def channel_abssum(self) -> Optional[torch.Tensor]:
+        return self.total.channel_abssum
+
+    @property
+    def rows_seen(self) -> int:
+        return self.total.rows_seen
 
     @property
     def channel_absmean(self) -> torch.Tensor:
-        return (self.channel_abssum / max(self.rows_seen, 1)).to(torch.float32)
+        return self.total.channel_absmean
 
     @property
     def channel_absmax(self) -> torch.Tensor:
-        return torch.maximum(self.channel_min.abs(), self.channel_max.abs())
+        return self.total.channel_absmax
 
     def rows(self) -> torch.Tensor:
         """A sample of input rows [R, K] (R <= 256)."""
-        return torch.cat(self._rows)
+        return self.total.rows()
 
     def fold_split(self, f: int) -> tuple:
         """(statistics of every fold but `f`, the row sample of fold `f`)."""
@@ -183,6 +183,16 @@ class ActivationObserver:
             rows[:, exclude] = 0
             sample = rows.abs().reshape(-1)
         return float(torch.quantile(sample[:1 << 24].to(torch.float32), q / 100.0))
+
+
+def call_model(model: torch.nn.Module, item):
+    """`model` on one calibration item: a dict of keyword arguments, a tuple/list of positional
+    ones, or a single input."""
+    if isinstance(item, dict):
+        return model(**item)
+    if isinstance(item, (tuple, list)):
+        return model(*item)
+    return model(item)
 
 
 def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn.Module],
@@ -226,12 +236,7 @@ def calibrate(model: torch.nn.Module, data: Iterable, layers: Dict[str, torch.nn
                 shared["fold"] = n % folds if folds else None
                 state["seen"] = set()
                 try:
-                    if isinstance(item, dict):
-                        model(**item)
-                    elif isinstance(item, (tuple, list)):
-                        model(*item)
-                    else:
-                        model(item)
+                    call_model(model, item)
                 except _BatchDone:
                     pass
                 except CalibrationError:

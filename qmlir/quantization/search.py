@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from qmlir.quantization.calibration import call_model
 from qmlir.quantization.config import QuantConfig
 
 HELD_OUT_EVERY = 4
@@ -56,14 +57,6 @@ def _spread(batches: list, n: int) -> list:
     return [batches[i * len(batches) // n] for i in range(n)]
 
 
-def _call(model, item):
-    if isinstance(item, dict):
-        return model(**item)
-    if isinstance(item, (tuple, list)):
-        return model(*item)
-    return model(item)
-
-
 def _output(out) -> tuple:
     """(tensor, is_logits) of a model's output."""
     logits = getattr(out, "logits", None)
@@ -82,7 +75,7 @@ def divergence(model: torch.nn.Module, held: list, refs: List[tuple]) -> float:
     total = 0.0
     with torch.no_grad():
         for item, (ref, is_logits) in zip(held, refs):
-            out, _ = _output(_call(model, item))
+            out, _ = _output(call_model(model, item))
             out = out.to(torch.float32)
             if is_logits:
                 lp_ref = torch.log_softmax(ref, dim=-1)
@@ -105,7 +98,7 @@ def choose_alpha(model: torch.nn.Module, calib: list, cfg: QuantConfig,
     with torch.no_grad():
         refs = []
         for item in held:
-            out, is_logits = _output(_call(model, item))
+            out, is_logits = _output(call_model(model, item))
             refs.append((out.to(torch.float32), is_logits))
     fast = dataclasses.replace(cfg, weight_algorithm="rtn")
     grid = [i / (cfg.smoothquant_grid - 1) for i in range(cfg.smoothquant_grid)]

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from qmlir.quantization.calibration import ActivationObserver
+from qmlir.quantization.calibration import ActivationObserver, call_model
 
 
 class _Stop(Exception):
@@ -33,14 +33,6 @@ def find_blocks(model: torch.nn.Module, names: List[str]) -> Optional[Tuple[str,
         if held and (best is None or held > best[0]):
             best = (held, prefix, mod)
     return None if best is None else (best[1], best[2])
-
-
-def _call(model, item):
-    if isinstance(item, dict):
-        return model(**item)
-    if isinstance(item, (tuple, list)):
-        return model(*item)
-    return model(item)
 
 
 def quantize_blocks(model: torch.nn.Module, calib: list, linears: Dict[str, torch.nn.Module],
@@ -71,7 +63,7 @@ def quantize_blocks(model: torch.nn.Module, calib: list, linears: Dict[str, torc
         with torch.no_grad():
             for item in calib:
                 try:
-                    _call(model, item)
+                    call_model(model, item)
                 except _Stop:
                     pass
     finally:

@@ -100,12 +100,12 @@ def group_error(rows: torch.Tensor, weights: List[torch.Tensor], s: Optional[tor
     for w in weights:
         w = w.detach().to(torch.float32)
         ws = w if s is None else w * s
-        regular = torch.ones(w.shape[1], dtype=torch.bool)
-        if outliers is not None and outliers.numel():
-            regular[outliers] = False
-        wr = ws.clone()
-        wr[:, ~regular] = 0.0
-        wq = fake_weight(wr, cfg) if cfg.is_integer else wr
-        wq[:, ~regular] = ws[:, ~regular].to(odt).to(torch.float32)
+        if outliers is not None and outliers.numel():  # their rows stay in `odt`, out of the integer part
+            wr = ws.clone()
+            wr[:, outliers] = 0.0
+            wq = fake_weight(wr, cfg) if cfg.is_integer else wr
+            wq[:, outliers] = ws[:, outliers].to(odt).to(torch.float32)
+        else:
+            wq = fake_weight(ws, cfg) if cfg.is_integer else ws
         err += float(((xq @ wq.t()) - rows.to(torch.float32) @ w.t()).pow(2).mean())
     return err
