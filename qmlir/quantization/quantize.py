@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+import math
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Union
 
@@ -176,6 +177,17 @@ def _dequantized_weight(layer: torch.nn.Module) -> torch.Tensor:
     return w
 
 
+def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
+    """Signal to quantization-noise ratio in dB: 10 log10(sum ref^2 / sum (ref - approx)^2), in
+    f64; inf when they are equal."""
+    ref = reference.detach().to(torch.float64)
+    noise = float((ref - approx.detach().to(torch.float64)).pow(2).sum())
+    signal = float(ref.pow(2).sum())
+    if noise == 0.0:
+        return float("inf")
+    return 10.0 * math.log10(max(signal, 1e-300) / noise)
+
+
 def _replace(root: torch.nn.Module, name: str, new: torch.nn.Module) -> torch.nn.Module:
     """`root` with its submodule `name` replaced by `new`; `new` itself when `name` is "" (the
     model is a bare nn.Linear)."""
@@ -283,6 +295,10 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
                         report.layers[n].update(smooth="none" if group.scales is None else
                                                 "folded" if inv is None else "explicit",
                                                 alpha=None if group.alpha is None else round(group.alpha, 4))
+                        if group.scales is not None:  # what the report plots: the scales' spread
+                            sc = group.scales.to(torch.float32)
+                            report.layers[n].update(scale_min=float(sc.min()), scale_median=float(sc.median()),
+                                                    scale_max=float(sc.max()))
                     if inv is not None:
                         smooth_inv[n] = inv
                         qmodel = _replace(qmodel, n, smoothquant.SmoothedLinear(linears[n], inv))
@@ -306,6 +322,8 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
     from tqdm.auto import tqdm
     for n in tqdm(names, desc="qmlir quantize", unit="layer", disable=not progress):
         layer = done.get(n) or _layer(linears[n], lc[n], observers.get(n), smooth_inv.get(n), report.layers[n])
+        # against the (smoothed) float weight the layer was made from, in the layer's input space
+        report.layers[n]["weight_sqnr_db"] = round(sqnr_db(linears[n].weight, _dequantized_weight(layer)), 3)
         qmodel = _replace(qmodel, n, layer)
         if n in observers:
             observers[n].xtx = None  # free the Hessian

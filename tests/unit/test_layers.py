@@ -1,7 +1,7 @@
 """The layering of qmlir's packages, checked on the source: no module imports from a layer above
 its own, and the rank-2 packages (independent libraries over qmlir.ir) do not import each other.
 
-    6  qmlir.tools, qmlir.testing, the package root qmlir (qmlir/__init__.py)
+    6  qmlir.cli, qmlir.tools, qmlir.testing, the package root qmlir (qmlir/__init__.py)
     5  qmlir.frontend
     4  qmlir.target
     3  qmlir.passes
@@ -36,7 +36,7 @@ LAYERS: Dict[str, int] = {
     "qmlir.passes": 3,
     "qmlir.target": 4,
     "qmlir.frontend": 5,
-    "qmlir.tools": 6, "qmlir.testing": 6, ROOT: 6,
+    "qmlir.cli": 6, "qmlir.tools": 6, "qmlir.testing": 6, ROOT: 6,
 }
 INDEPENDENT_RANK = 2  # packages of this rank may not import each other
 
