@@ -3,7 +3,8 @@ through torch.compile(backend="qmlir"): perplexity on the GPL-3 text and the for
 then generation with the KV cache (`model.generate(..., cache_implementation="static")`, the
 forward compiled by qmlir): time to first token, decode tokens/s and the continuation of each;
 then the model quantized by qmlir.quantize (int8 weight-only and W8A8 + SmoothQuant by default),
-eager and compiled: perplexity, forward time, and its generation the same way."""
+eager and compiled: perplexity, forward time, and its generation the same way; last, the same
+flow from the `qmlir` command (quantize, eval, report: build/demo/report/index.html)."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +72,8 @@ def main() -> int:
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--quant", default="int8-weight-only,w8a8-smoothquant",
                         help="comma-separated qmlir.quantize presets to run too ('none' to skip)")
+    parser.add_argument("--no-cli", action="store_true", help="leave out the qmlir command-line part")
+    parser.add_argument("--cli-dir", default="build/demo", help="where the command-line part writes its files")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
 
@@ -137,6 +140,30 @@ def main() -> int:
     presets = [p for p in args.quant.split(",") if p and p != "none"]
     if presets and dtype == torch.float32:
         quantized_rows(model, tok, ids, presets, ppl_e, eager_t, run, prompt, args.new_tokens, pad)
+    if not args.no_cli:
+        return command_line(args.cli_dir)
+    return 0
+
+
+def command_line(out_dir: str) -> int:
+    """The same flow from the `qmlir` command: quantize to one file, evaluate it (eager and
+    compiled), and write the HTML report."""
+    import shlex
+    from pathlib import Path
+    from qmlir.cli.main import main as qmlir_main
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    q = out / "smollm2-int8.safetensors"
+    steps = [["quantize", "smollm2", "--preset", "int8-weight-only", "-o", str(q), "--force"],
+             ["eval", "smollm2", "--quantized", str(q), "--tokens", "512"],
+             ["report", "smollm2", "--quantized", str(q), "-o", str(out / "report"), "--force"]]
+    print("\nthe same from the command line (qmlir --help):")
+    for argv in steps:
+        print(f"\n$ qmlir {shlex.join(argv)}", flush=True)
+        code = qmlir_main(argv)
+        if code != 0:
+            return code
+    print(f"\nreport: {(out / 'report' / 'index.html').resolve()}")
     return 0
 
 

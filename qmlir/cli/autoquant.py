@@ -3,15 +3,18 @@ layer times allow, within an accuracy budget.
 
 1. Every linear (lm_head included) is quantized with each candidate scheme (bf16, int8 weight-only,
    int4 g128 weight-only, W8A8 dynamic; float32 is the always-feasible fallback). Each layer's own
-   error is its output SQNR on the float model's inputs to it (calibration text, fitting split).
-2. Each (scheme, layer shape) is compiled for the CPU target alone and timed at the model's shape
-   (--tokens rows; 1 = a decode step) with the caches flushed before every call, so that a weight
-   streams from memory as it does in a whole decode. The times are kept in a JSON cache keyed by
-   the target, the scheme, the shape and qmlir's code (reused by the next run).
-3. For a trade-off lambda, each layer takes the scheme minimizing time + lambda * noise (noise =
-   10^(-SQNR/10), the relative error power). A larger lambda is more accurate; a binary search over
-   lambda finds the fastest assignment whose perplexity on the held-out calibration split (every
-   4th window) is within the budget of the float model's.
+   error is its output noise (10^(-SQNR/10)) on the float model's inputs to it (calibration text,
+   fitting split), weighted by its kind's effect on perplexity: every layer of a kind
+   (`model.layers.*.mlp.down_proj`, `lm_head` ...) in the noisiest scheme, the rest float, scored
+   on the held-out split (every 4th window).
+2. Each (scheme, layer shape) is compiled for the CPU target and timed at the model's shape
+   (--tokens rows; 1 = a decode step): one graph sums the layer over copies of it holding more
+   weight bytes than the last level cache, so each weight streams from memory as in a whole
+   decode and the Python around a call is spread over the copies. The times are kept in a JSON
+   cache keyed by the target, the scheme, the shape and qmlir's code (reused by the next run).
+3. For a trade-off lambda, each layer takes the scheme minimizing time + lambda * weighted noise.
+   A larger lambda is more accurate; a binary search over lambda finds the fastest assignment
+   whose held-out perplexity is within the budget of the float model's.
 
 torchao's autoquant chooses by speed alone; this one honours the budget. The result is a
 QuantConfig with per-layer schemes (`layers`), for `qmlir quantize --config`.
@@ -22,6 +25,7 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import statistics
 import time
 from pathlib import Path
@@ -59,6 +63,9 @@ def add_parser(sub) -> None:
                         "always the fallback)")
     p.add_argument("--tokens", type=int, default=1, metavar="M",
                    help="rows each layer is timed at (default 1: a decode step)")
+    p.add_argument("--rotate-mb", type=float, default=64.0, metavar="MB",
+                   help="each layer is timed over copies of it holding at least MB of weights (default 64: "
+                        "twice a 32 MB L3), as a decode streams them")
     p.add_argument("--cache", metavar="FILE.json", help="the timing cache (default: qmlir's cache directory; "
                                                          "'off' to measure afresh)")
     calibration_args(p)
@@ -116,21 +123,75 @@ class Timings:
             common.write_file_atomically(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
 
-def time_layer(layer: torch.nn.Module, rows: int, flush: torch.Tensor, repeats: int = 15) -> float:
-    """Median seconds of the qmlir-compiled `layer` on [rows, in] inputs, caches flushed before
-    each call (the weight streams from memory, as in a decode)."""
+class _Rotation(torch.nn.Module):
+    """sum_i layers[i](x) over copies of one layer: one call streams every copy's weight once."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(layers)
+
+    def forward(self, x):
+        y = self.layers[0](x)
+        for layer in self.layers[1:]:
+            y = y + layer(x)
+        return y
+
+
+def layer_bytes(layer: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in list(layer.parameters()) + list(layer.buffers()))
+
+
+def time_layer(layer: torch.nn.Module, rows: int, rotate_bytes: int, repeats: int = 9) -> float:
+    """Seconds per call of `layer` compiled by qmlir on [rows, in] inputs, its weight streamed
+    from memory as in a decode: one compiled graph sums the layer over enough copies (separate
+    weights, at most 64) to exceed `rotate_bytes`, so neither the last level cache nor the
+    Python around a call counts; the median of `repeats` calls over the number of copies."""
+    import copy
     import qmlir
+    copies = max(1, min(64, -(-rotate_bytes // max(1, layer_bytes(layer)))))
+    layers = [copy.deepcopy(layer) for _ in range(copies)]
+    for c in layers:
+        if hasattr(c, "_mark"):  # the compile-time constant marks of a quantized layer's scales
+            c._mark()
+    model = _Rotation(layers).eval()
     x = torch.randn(rows, layer.in_features)
     with torch.no_grad():
-        compiled = qmlir.compile(layer, (x,))
+        compiled = qmlir.compile(model, (x,))
         compiled(x)
         times = []
         for _ in range(repeats):
-            flush.add_(1.0)  # touches 64 MB: evicts the last level cache
             t0 = time.perf_counter()
             compiled(x)
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times) / copies
+
+
+def kind_of(name: str) -> str:
+    """'model.layers.3.self_attn.q_proj' -> 'model.layers.*.self_attn.q_proj'."""
+    return re.sub(r"(?<=\.)\d+(?=\.|$)", "*", name)
+
+
+def kind_weights(model, names, noise, schemes, fit, held, ppl_f) -> Dict[str, float]:
+    """Per layer: the held-out log-perplexity increase per unit of its output noise, measured
+    once per kind of layer (every layer of the kind in the noisiest scheme, the rest float)."""
+    import qmlir
+    from qmlir.evaluation import perplexity
+    from tqdm.auto import tqdm
+    worst = max(schemes, key=lambda s: sum(noise[n][s] for n in names))
+    kinds: Dict[str, List[str]] = {}
+    for n in names:
+        kinds.setdefault(kind_of(n), []).append(n)
+    out = {}
+    for kind, members in tqdm(sorted(kinds.items()), desc="layer kinds", unit="kind", leave=False):
+        total = sum(noise[n][worst] for n in members)
+        if total == 0.0:
+            out.update({n: 1.0 for n in members})
+            continue
+        cfg = qmlir.QuantConfig(**SCHEMES[worst], skip=[n for n in names if n not in members])
+        qm = qmlir.quantize(model, fit, cfg, progress=False)
+        rise = max(math.log(perplexity(lambda x: qm(x, use_cache=False).logits, held) / ppl_f), 1e-6)
+        out.update({n: rise / total for n in members})
+    return out
 
 
 def choose(names: List[str], t: Dict[str, Dict[str, float]], noise: Dict[str, Dict[str, float]],
@@ -163,6 +224,8 @@ def run(args) -> int:
         raise common.CliError(f"--schemes: unknown {', '.join(bad) or '(none given)'} (known: {', '.join(SCHEMES)})")
     if args.tokens < 1:
         raise common.CliError(f"--tokens {args.tokens}: expected at least 1")
+    if not (args.rotate_mb > 0 and math.isfinite(args.rotate_mb)):
+        raise common.CliError(f"--rotate-mb {args.rotate_mb}: expected a positive number")
     if args.calib_samples < 4:
         raise common.CliError("--calib-samples: autoquant needs at least 4 windows (every 4th is held out)")
     loaded = common.load_model(args.model)
@@ -202,6 +265,12 @@ def run(args) -> int:
                 db = sqnr_db(modules[n](x), qmods[n](x))
                 noise[n][s] = 0.0 if not math.isfinite(db) else 10.0 ** (-db / 10.0)
 
+    # ... weighted by how much each kind of layer (q_proj of every block, lm_head ...) moves the
+    # held-out perplexity: the kind alone in the noisiest scheme, the rest float
+    from qmlir.evaluation import perplexity
+    ppl_f = perplexity(lambda x: model(x, use_cache=False).logits, held)
+    weights = kind_weights(model, names, noise, schemes, fit, held, ppl_f)
+
     # 2. time per (scheme, shape), cached
     from qmlir.target import Target
     target = Target.cpu()
@@ -209,15 +278,15 @@ def run(args) -> int:
     timings = Timings(_cache_path(args.cache))
     shape_of = {n: (modules[n].in_features, modules[n].out_features) for n in names}
     t: Dict[str, Dict[str, float]] = {n: {} for n in names}
-    flush = torch.zeros(16 << 20)
+    rotate = int(args.rotate_mb * 1e6)
     todo = sorted({(s, shape_of[n]) for n in names for s in [FLOAT] + schemes})
     measured = 0
     for s, (k, nout) in tqdm(todo, desc="layer times", unit="layer", leave=False):
-        key = f"{target.text()}|{code}|{s}|{k}x{nout}|M={args.tokens}"
+        key = f"{target.text()}|{code}|{s}|{k}x{nout}|M={args.tokens}|rotate={rotate}"
         if key not in timings.data:
             n = next(n for n in names if shape_of[n] == (k, nout))
             layer = modules[n] if s == FLOAT else dict(quantized[s].named_modules())[n]
-            timings.data[key] = time_layer(layer, args.tokens, flush)
+            timings.data[key] = time_layer(layer, args.tokens, rotate)
             measured += 1
         for n in names:
             if shape_of[n] == (k, nout):
@@ -227,8 +296,7 @@ def run(args) -> int:
                + (f" ({timings.path})" if timings.path else ""))
 
     # 3. the fastest assignment within the budget (binary search over lambda)
-    from qmlir.evaluation import perplexity
-    ppl_f = perplexity(lambda x: model(x, use_cache=False).logits, held)
+    noise = {n: {s: v * weights[n] for s, v in noise[n].items()} for n in names}
     limit = ppl_f * (1.0 + budget)
     noises = [v for n in names for v in noise[n].values() if v > 0]
     times = [v for n in names for v in t[n].values()]

@@ -78,6 +78,16 @@ def prompt_ids(tokenizer, args) -> torch.Tensor:
     return ids
 
 
+def _after(length: int):
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class After(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), input_ids.shape[1] >= length, dtype=torch.bool)
+
+    return StoppingCriteriaList([After()])
+
+
 def run(args) -> int:
     from qmlir.evaluation import GenerationTimer
     if args.max_new_tokens < 1:
@@ -105,8 +115,11 @@ def run(args) -> int:
                            f"{', quantized ' + args.quantized if args.quantized else ''}; compiling the "
                            "prefill and the decode step ...")
                 watch = common.Stopwatch()
-                model.generate(ids, max_new_tokens=2, do_sample=False, cache_implementation="static",
-                               pad_token_id=pad)
+                # the same max_new_tokens (the static cache's length is part of both graphs' shapes),
+                # stopped after two tokens
+                model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False,
+                               cache_implementation="static", pad_token_id=pad,
+                               stopping_criteria=_after(ids.shape[1] + 2))
                 common.say(f"compiled in {watch.seconds:.1f} s")
             torch.manual_seed(args.seed)
             streamer = Streamer(tok)

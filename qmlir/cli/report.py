@@ -71,7 +71,11 @@ def layer_kernels(qmodel: torch.nn.Module, names: List[str], tokens: int) -> Dic
     from tqdm.auto import tqdm
     for n in tqdm(names, desc="kernels", unit="layer", leave=False):
         mod = modules[n]
-        key = f"{type(mod).__name__} {mod.extra_repr()}"
+        # what kernel selection looks at: the mode and the layout, not the scale values
+        key = repr((type(mod).__name__, getattr(mod, "mode", None), getattr(mod, "bits", None),
+                    getattr(mod, "group_size", None), str(getattr(mod, "dtype", "")), mod.in_features,
+                    mod.out_features, getattr(mod, "zero_points", None) is None,
+                    getattr(mod, "smooth_inv", None) is None, getattr(mod, "n_outliers", 0) > 0))
         if key not in seen:
             picks = []
             for m in (1, tokens):
@@ -119,7 +123,10 @@ def draw_activations(names, absmax: Dict[str, torch.Tensor], threshold: float) -
     import numpy as np
     widths = [absmax[n].numel() for n in names]
     width = max(set(widths), key=widths.count)
-    shown = [n for n in names if absmax[n].numel() == width]
+    shown = []
+    for n in names:  # one row per distinct input: q/k/v (gate/up) read the same tensor
+        if absmax[n].numel() == width and not (shown and torch.equal(absmax[shown[-1]], absmax[n])):
+            shown.append(n)
     grid = torch.stack([absmax[n] for n in shown]).numpy()
     fig, ax = plt.subplots(figsize=(10, max(3, len(shown) * 0.08 + 1.5)))
     im = ax.imshow(np.log10(np.maximum(grid, 1e-6)), aspect="auto", interpolation="nearest", cmap="viridis")
@@ -205,7 +212,7 @@ def run(args) -> int:
     calib = common.calibration(loaded.tokenizer, args.calib, args.calib_corpus, args.calib_samples,
                                args.calib_tokens)
     from qmlir.quantization.layer_stats import compare_layers
-    from qmlir.quantization.quantize import _dequantized_weight, sqnr_db
+    from qmlir.quantization.quantize import dequantized_weight, sqnr_db
     common.say(f"comparing every layer on {len(calib)} x {calib[0].shape[1]} calibration tokens")
     stats = compare_layers(loaded.model, qmodel, calib, names)
     fmods, qmods = dict(loaded.model.named_modules()), dict(qmodel.named_modules())
@@ -214,7 +221,7 @@ def run(args) -> int:
         if "weight_sqnr_db" in report.layers[n]:
             weight_db.append(float(report.layers[n]["weight_sqnr_db"]))
         elif report.layers[n].get("smooth") in (None, "none"):  # a file from before weight_sqnr_db
-            weight_db.append(sqnr_db(fmods[n].weight, _dequantized_weight(qmods[n])))
+            weight_db.append(sqnr_db(fmods[n].weight, dequantized_weight(qmods[n])))
         else:
             weight_db.append(float("nan"))
     output_db = [stats[n].output_sqnr_db for n in names]
@@ -235,7 +242,7 @@ def run(args) -> int:
                 "it was quantized from (after smoothing). Output SQNR: each layer's output in the quantized "
                 f"model against the float model's on {len(calib)} x {calib[0].shape[1]} calibration tokens."),
                ("Activation outliers", "activations.png",
-                f"{n_shown} layers with {width} input channels; {n_out} (layer, channel) pairs above {threshold:g}"
+                f"{n_shown} layer inputs of {width} channels (layers reading the same input shown once); {n_out} (layer, channel) pairs above {threshold:g}"
                 + (" (the config's outlier threshold)" if cfg.outlier_threshold is not None else
                    " (LLM.int8()'s threshold; this config keeps no outlier channels)") + ".")]
     if any("scale_median" in report.layers[n] for n in names):

@@ -166,7 +166,7 @@ def _with_ranges(hessian_obs: ActivationObserver, range_obs: Optional[Activation
     return range_obs
 
 
-def _dequantized_weight(layer: torch.nn.Module) -> torch.Tensor:
+def dequantized_weight(layer: torch.nn.Module) -> torch.Tensor:
     """A quantized (or cast) layer's weight [N, K] in f32 (outlier rows added back)."""
     if isinstance(layer, CastLinear):
         return layer.weight.detach().to(torch.float32)
@@ -313,7 +313,7 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
                 qmodel, calib, {n: linears[n] for n in in_blocks},
                 lambda n, obs: _layer(linears[n], lc[n], _with_ranges(obs, observers.get(n)),
                                       smooth_inv.get(n), report.layers[n]),
-                _dequantized_weight, cfg.gptq_sink_weight, progress)
+                dequantized_weight, cfg.gptq_sink_weight, progress)
             if layers is None:  # the blocks could not be run on their own: Hessians from the float model
                 observers.update(calibrate(qmodel, calib, {n: linears[n] for n in in_blocks}, progress,
                                            hessian=True, sink_weight=cfg.gptq_sink_weight))
@@ -323,7 +323,7 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
     for n in tqdm(names, desc="qmlir quantize", unit="layer", disable=not progress):
         layer = done.get(n) or _layer(linears[n], lc[n], observers.get(n), smooth_inv.get(n), report.layers[n])
         # against the (smoothed) float weight the layer was made from, in the layer's input space
-        report.layers[n]["weight_sqnr_db"] = round(sqnr_db(linears[n].weight, _dequantized_weight(layer)), 3)
+        report.layers[n]["weight_sqnr_db"] = round(sqnr_db(linears[n].weight, dequantized_weight(layer)), 3)
         qmodel = _replace(qmodel, n, layer)
         if n in observers:
             observers[n].xtx = None  # free the Hessian

@@ -60,6 +60,9 @@ def save_quantized(qmodel: torch.nn.Module, path: Union[str, Path]) -> Path:
     os.close(fd)
     try:
         save_model(qmodel, tmp, metadata=metadata)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # the permissions open() would give it (mkstemp's are private)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
         raise QuantizationError(f"cannot save to '{path}': {e}") from None

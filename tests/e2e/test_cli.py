@@ -127,7 +127,7 @@ def test_report_of_a_smoothed_model(tiny, tmp_path, capsys):
 def test_autoquant_stays_within_its_budget(tiny, tmp_path, capsys):
     cfg_path, cache = tmp_path / "auto.yaml", tmp_path / "timings.json"
     argv = ["autoquant", tiny, "--budget", "2%", "-o", cfg_path, "--cache", cache, "--schemes",
-            "int8-weight-only,int4-g128", "--calib-samples", "8", "--calib-tokens", "64"]
+            "int8-weight-only,int4-g128", "--calib-samples", "8", "--calib-tokens", "64", "--rotate-mb", "0.5"]
     code, text, err = run_cli(capsys, *argv)
     assert code == 0, err
     cfg = qmlir.QuantConfig.from_yaml(cfg_path)
@@ -148,24 +148,31 @@ def test_autoquant_stays_within_its_budget(tiny, tmp_path, capsys):
     assert code == 0 and "0 measured" in err
 
 
-def test_bad_input_is_one_error_line(tiny, tmp_path):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+def test_bad_input_is_one_error_line(tiny, tmp_path, capsys):
     cases = [
-        (["quantize", tmp_path / "missing", "--preset", "int8-weight-only", "-o", tmp_path / "x.safetensors"],
-         "no such file or directory"),
         (["quantize", tiny, "--preset", "int9", "-o", tmp_path / "x.safetensors"], "unknown preset"),
         (["quantize", tiny, "--preset", "int8-weight-only", "-o", tmp_path / "nodir" / "x.safetensors"],
          "does not exist"),
+        (["quantize", tiny, "--config", tmp_path / "none.yaml", "-o", tmp_path / "x.safetensors"], "no such file"),
         (["eval", tiny, "--quantized", tmp_path / "none.safetensors"], "no such file"),
+        (["eval", tiny, "--text", tiny / "config.json", "--window", "4096"], "fewer than one window"),
+        (["generate", tiny, "--prompt", "hi", "--max-new-tokens", "0"], "--max-new-tokens"),
+        (["report", tiny, "--quantized", tiny / "config.json", "-o", tmp_path / "r"], "not a safetensors file"),
         (["autoquant", tiny, "--budget", "lots", "-o", tmp_path / "a.yaml"], "--budget"),
+        (["autoquant", tiny, "--budget", "1%", "--schemes", "int3", "-o", tmp_path / "a.yaml"], "unknown int3"),
     ]
     for argv, message in cases:
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 1 and message in err, (argv, err)
+        lines = err.strip().splitlines()
+        assert lines[-1].startswith(f"qmlir {argv[0]}: error: ") and "Traceback" not in err, err
+        assert sum("error" in line for line in lines) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, not even a directory
+    # as a process: one line, exit status 1, no traceback; a usage error is status 2
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    for argv, status, message in [(["quantize", tmp_path / "missing", "--preset", "int8-weight-only", "-o",
+                                     tmp_path / "x.safetensors"], 1, "no such file or directory"),
+                                  (["quantize"], 2, "usage")]:
         p = subprocess.run([sys.executable, "-m", "qmlir.cli.main"] + [str(a) for a in argv], capture_output=True,
                            text=True, env=env, timeout=300)
-        assert p.returncode == 1, (argv, p.stderr)
-        assert "Traceback" not in p.stderr and message in p.stderr, (argv, p.stderr)
-        assert len([line for line in p.stderr.splitlines() if "error" in line]) == 1, p.stderr
-    assert not list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob("*.yaml"))
-    p = subprocess.run([sys.executable, "-m", "qmlir.cli.main", "quantize"], capture_output=True, text=True,
-                       env=env, timeout=300)
-    assert p.returncode == 2 and "usage" in p.stderr and "Traceback" not in p.stderr
+        assert p.returncode == status and message in p.stderr and "Traceback" not in p.stderr, p.stderr
