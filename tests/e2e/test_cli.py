@@ -127,7 +127,7 @@ def test_report_of_a_smoothed_model(tiny, tmp_path, capsys):
 def test_autoquant_stays_within_its_budget(tiny, tmp_path, capsys):
     cfg_path, cache = tmp_path / "auto.yaml", tmp_path / "timings.json"
     argv = ["autoquant", tiny, "--budget", "2%", "-o", cfg_path, "--cache", cache, "--schemes",
-            "int8-weight-only,int4-g128", "--calib-samples", "8", "--calib-tokens", "64", "--rotate-mb", "0.5"]
+            "int8-weight-only,int4-g128", "--calib-samples", "8", "--calib-tokens", "64", "--rotate-mb", "0.2"]
     code, text, err = run_cli(capsys, *argv)
     assert code == 0, err
     cfg = qmlir.QuantConfig.from_yaml(cfg_path)
