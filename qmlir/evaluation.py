@@ -12,7 +12,7 @@ def token_windows(tokenizer, text: str, n_tokens: int, window: int) -> List[torc
     ids = tokenizer(text, return_tensors="pt").input_ids[0][:n_tokens]
     if ids.numel() < n_tokens:
         raise ValueError(f"text has {ids.numel()} tokens, fewer than {n_tokens}")
-    return [ids[i:i + window][None] for i in range(0, n_tokens, window)]
+    return first_windows(ids, -(-n_tokens // window), window)
 
 
 def spread_windows(tokenizer, text: str, n_windows: int, window: int) -> List[torch.Tensor]:
@@ -21,6 +21,18 @@ def spread_windows(tokenizer, text: str, n_windows: int, window: int) -> List[to
     ids = tokenizer(text, return_tensors="pt").input_ids[0]
     if ids.numel() < n_windows * window:
         raise ValueError(f"text has {ids.numel()} tokens, fewer than {n_windows} x {window}")
+    return spaced_windows(ids, n_windows, window)
+
+
+def first_windows(ids: torch.Tensor, n_windows: int, window: int) -> List[torch.Tensor]:
+    """The first `n_windows` [1, window] windows of the 1-D token ids `ids`, in order (the
+    last may be shorter if `ids` ends inside it)."""
+    return [ids[i * window:(i + 1) * window][None] for i in range(n_windows)]
+
+
+def spaced_windows(ids: torch.Tensor, n_windows: int, window: int) -> List[torch.Tensor]:
+    """`n_windows` [1, window] windows of the 1-D token ids `ids` at even strides over all of it
+    (`ids` holds at least n_windows * window tokens)."""
     stride = (ids.numel() - window) // n_windows
     return [ids[i * stride:i * stride + window][None] for i in range(n_windows)]
 

@@ -22,8 +22,8 @@ QuantConfig with per-layer schemes (`layers`), for `qmlir quantize --config`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+from collections import Counter
 import math
 import re
 import statistics
@@ -34,7 +34,7 @@ from typing import Dict, List
 import torch
 
 from qmlir.cli import common
-from qmlir.cli.quantize import calibration_args, common_model_args
+from qmlir.tools.diagnostics import write_atomically
 
 SCHEMES = {  # name -> QuantConfig keys (LAYER_KEYS); "f32" keeps the layer in float
     "bf16": {"weight_dtype": "bf16"},
@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: qmlir autoquant smollm2 --budget 1% -o smollm2-auto.yaml && "
                "qmlir quantize smollm2 --config smollm2-auto.yaml -o smollm2-auto.safetensors")
-    common_model_args(p)
+    common.model_arg(p)
     p.add_argument("--budget", required=True, metavar="PCT",
                    help="allowed perplexity increase over float32 on held-out text: '1%%' or 0.01")
     p.add_argument("-o", "--output", required=True, metavar="CONFIG.yaml", help="the config to write")
@@ -68,7 +68,7 @@ def add_parser(sub) -> None:
                         "twice a 32 MB L3), as a decode streams them")
     p.add_argument("--cache", metavar="FILE.json", help="the timing cache (default: qmlir's cache directory; "
                                                          "'off' to measure afresh)")
-    calibration_args(p)
+    common.calibration_args(p)
     p.set_defaults(run=run, calib_samples=16)
 
 
@@ -93,15 +93,12 @@ def _cache_path(option):
     return None if d is None else d / "autoquant-timings.json"
 
 
-def _code_key() -> str:
-    """qmlir's kernels, passes and targets: a change to any of them is a new timing."""
-    import qmlir
-    root = Path(qmlir.__file__).parent
-    h = hashlib.sha256()
-    for sub in ("kernels", "passes", "target", "runtime", "ir", "dialect_ops"):
-        for f in sorted((root / sub).rglob("*.py")):
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+def _code_key(target) -> str:
+    """The code a layer's time depends on: the target's lowering (its compile-cache fingerprint)
+    and the import of the quantized layers, with everything they import."""
+    from qmlir.target.compile import code_fingerprint, fingerprint_modules
+    roots = fingerprint_modules(target) | {"qmlir.frontend.importer", "qmlir.quantization.linear"}
+    return code_fingerprint(frozenset(roots))[:16]
 
 
 class Timings:
@@ -120,7 +117,7 @@ class Timings:
     def save(self) -> None:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            common.write_file_atomically(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+            write_atomically(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
 
 class _Rotation(torch.nn.Module):
@@ -149,11 +146,7 @@ def time_layer(layer: torch.nn.Module, rows: int, rotate_bytes: int, repeats: in
     import copy
     import qmlir
     copies = max(1, min(64, -(-rotate_bytes // max(1, layer_bytes(layer)))))
-    layers = [copy.deepcopy(layer) for _ in range(copies)]
-    for c in layers:
-        if hasattr(c, "_mark"):  # the compile-time constant marks of a quantized layer's scales
-            c._mark()
-    model = _Rotation(layers).eval()
+    model = _Rotation([copy.deepcopy(layer) for _ in range(copies)]).eval()  # deepcopy keeps `freeze` marks
     x = torch.randn(rows, layer.in_features)
     with torch.no_grad():
         compiled = qmlir.compile(model, (x,))
@@ -203,12 +196,11 @@ def choose(names: List[str], t: Dict[str, Dict[str, float]], noise: Dict[str, Di
 def config_of(choice: Dict[str, str], base: str):
     """A QuantConfig: the most common scheme model-wide, the others per layer, float layers skipped."""
     from qmlir.quantization import QuantConfig
-    keys = dict(SCHEMES[base])
+    keys = SCHEMES[base]
+    defaults = {k: QuantConfig.__dataclass_fields__[k].default for k in keys}
     skip = sorted(n for n, s in choice.items() if s == FLOAT)
-    layers = {n: dict(SCHEMES[s]) for n, s in sorted(choice.items()) if s not in (base, FLOAT)}
-    for n, over in layers.items():  # a layer's keys are merged over the base: reset what differs
-        for k, v in keys.items():
-            over.setdefault(k, type(QuantConfig()).__dataclass_fields__[k].default)
+    # a layer's keys are merged over the base: the base's keys it does not set are reset
+    layers = {n: {**defaults, **SCHEMES[s]} for n, s in sorted(choice.items()) if s not in (base, FLOAT)}
     return QuantConfig(**keys, skip=skip, layers=layers)
 
 
@@ -274,7 +266,7 @@ def run(args) -> int:
     # 2. time per (scheme, shape), cached
     from qmlir.target import Target
     target = Target.cpu()
-    code = _code_key()
+    code = _code_key(target)
     timings = Timings(_cache_path(args.cache))
     shape_of = {n: (modules[n].in_features, modules[n].out_features) for n in names}
     t: Dict[str, Dict[str, float]] = {n: {} for n in names}
@@ -308,7 +300,7 @@ def run(args) -> int:
     def evaluate(i: int) -> tuple:
         if i not in tried:
             choice = choose(names, t, noise, lambdas[i])
-            counts = {s: list(choice.values()).count(s) for s in set(choice.values())}
+            counts = Counter(choice.values())
             base = max((s for s in counts if s != FLOAT), key=lambda s: counts[s], default=schemes[0])
             cfg = config_of(choice, base)
             if all(s == FLOAT for s in choice.values()):
@@ -332,7 +324,7 @@ def run(args) -> int:
         else:
             lo = mid
     ppl, total, cfg, counts = evaluate(hi)
-    common.write_file_atomically(out, cfg.to_yaml())
+    write_atomically(out, cfg.to_yaml())
     float_time = sum(t[n][FLOAT] for n in names)
     print(f"wrote {out}: {', '.join(f'{c} layers {s}' for s, c in sorted(counts.items()))}; held-out perplexity "
           f"{ppl:.4f} against float32 {ppl_f:.4f} ({100 * (ppl / ppl_f - 1):+.2f}%, budget {100 * budget:g}%); "

@@ -7,7 +7,6 @@ import contextlib
 import io
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,10 +131,8 @@ def windows(ids: torch.Tensor, count: int, length: int, what: str, spread: bool)
         raise CliError(f"{what}: need at least one window of at least 2 tokens (got {count} x {length})")
     if ids.numel() < count * length:
         raise CliError(f"{what} has {ids.numel()} tokens, fewer than the {count} x {length} asked for")
-    if not spread or count == 1:
-        return [ids[i * length:(i + 1) * length][None] for i in range(count)]
-    stride = (ids.numel() - length) // (count - 1)
-    return [ids[i * stride:i * stride + length][None] for i in range(count)]
+    from qmlir.evaluation import first_windows, spaced_windows
+    return (spaced_windows if spread else first_windows)(ids, count, length)
 
 
 def calibration(tokenizer, text_file: Optional[str], corpus: Optional[str], samples: int,
@@ -152,11 +149,24 @@ def calibration(tokenizer, text_file: Optional[str], corpus: Optional[str], samp
     return windows(token_ids(tokenizer, text), samples, length, what, spread=True)
 
 
-def compiled_forward(model: torch.nn.Module) -> Callable:
-    """model's forward through torch.compile(backend=qmlir), strict (an unsupported op is an
-    error, never a silent eager run), static shapes."""
+def model_arg(p) -> None:
+    p.add_argument("model", metavar="MODEL",
+                   help="a Hugging Face model directory, a .gguf file, or an offline model name (smollm2)")
+
+
+def calibration_args(p) -> None:
+    p.add_argument("--calib", metavar="FILE.txt", help="calibration text (UTF-8; '-' for standard input)")
+    p.add_argument("--calib-corpus", metavar="NAME",
+                   help="a shipped text to calibrate on (default: stdlib-docs, CPython docstrings)")
+    p.add_argument("--calib-samples", type=int, default=8, metavar="N", help="calibration windows (default 8)")
+    p.add_argument("--calib-tokens", type=int, default=128, metavar="T", help="tokens per window (default 128)")
+
+
+def compiled(fn: Callable) -> Callable:
+    """`fn` (a model, or its forward) through torch.compile(backend=qmlir), strict (an
+    unsupported op is an error, never a silent eager run), static shapes."""
     import qmlir
-    return torch.compile(model, backend=qmlir.backend(strict=True), dynamic=False)
+    return torch.compile(fn, backend=qmlir.backend(strict=True), dynamic=False)
 
 
 def check_output_file(path: str, force: bool, what: str = "-o") -> Path:
@@ -170,26 +180,6 @@ def check_output_file(path: str, force: bool, what: str = "-o") -> Path:
     if p.exists() and not force:
         raise CliError(f"{what} '{path}' exists; pass --force to replace it")
     return p
-
-
-def write_file_atomically(path: Path, data) -> None:
-    """Whole or not at all: a temporary file beside `path`, renamed over it once complete."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it (mkstemp makes it private)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class Stopwatch:

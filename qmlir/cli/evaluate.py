@@ -9,7 +9,6 @@ import time
 import torch
 
 from qmlir.cli import common
-from qmlir.cli.quantize import common_model_args
 
 
 def add_parser(sub) -> None:
@@ -19,7 +18,7 @@ def add_parser(sub) -> None:
                     "text, in windows of --window tokens: eagerly and through torch.compile(backend=qmlir), "
                     "with the time per window of each.",
         epilog="example: qmlir eval smollm2 --quantized smollm2-w8a8.safetensors --text LICENSE")
-    common_model_args(p)
+    common.model_arg(p)
     p.add_argument("--quantized", metavar="Q.safetensors", help="a file written by qmlir quantize")
     text_args(p)
     p.add_argument("--no-eager", action="store_true", help="only the qmlir-compiled model")
@@ -57,15 +56,15 @@ def eval_windows(tokenizer, args) -> tuple:
 def score(forward, windows, desc: str) -> tuple:
     """(perplexity, median seconds per window, seconds of the first window) of `forward`."""
     from tqdm.auto import tqdm
+    from qmlir.evaluation import nll
     total, count, times = 0.0, 0, []
     with torch.no_grad():
         for ids in tqdm(windows, desc=desc, unit="window", leave=False):
             t0 = time.perf_counter()
             logits = forward(ids)
             times.append(time.perf_counter() - t0)
-            logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
-            picked = logp.gather(1, ids[0, 1:, None])
-            total, count = total - float(picked.sum()), count + picked.numel()
+            s, n = nll(logits, ids)
+            total, count = total + s, count + n
     later = times[1:] or times
     return math.exp(total / count), statistics.median(later), times[0]
 
@@ -82,7 +81,7 @@ def run(args) -> int:
     if not args.no_eager:
         rows.append(("eager",) + score(lambda x: model(x, use_cache=False).logits, windows, "eager"))
     if not args.no_compile:
-        compiled = common.compiled_forward(model)
+        compiled = common.compiled(model)
         rows.append(("qmlir",) + score(lambda x: compiled(x, use_cache=False).logits, windows, "qmlir"))
     print(f"{'':8}{'perplexity':>12}{'ms/window':>12}{'tokens/s':>10}{'first window':>14}")
     for name, ppl, t, first in rows:

@@ -9,7 +9,6 @@ import sys
 import torch
 
 from qmlir.cli import common
-from qmlir.cli.quantize import common_model_args
 
 
 def add_parser(sub) -> None:
@@ -21,7 +20,7 @@ def add_parser(sub) -> None:
                     "go to standard error. The first call compiles (its time is printed apart).",
         epilog="example: qmlir generate smollm2 --prompt 'The GNU General Public License is' "
                "--max-new-tokens 48")
-    common_model_args(p)
+    common.model_arg(p)
     p.add_argument("--quantized", metavar="Q.safetensors", help="a file written by qmlir quantize")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", metavar="TEXT", help="the prompt")
@@ -105,8 +104,7 @@ def run(args) -> int:
         else dict(do_sample=False)
     eager_forward = model.forward
     if not args.eager:
-        import qmlir
-        model.forward = torch.compile(eager_forward, backend=qmlir.backend(strict=True), dynamic=False)
+        model.forward = common.compiled(eager_forward)
     label = "eager" if args.eager else "qmlir"
     try:
         with torch.no_grad():

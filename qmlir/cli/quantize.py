@@ -17,27 +17,14 @@ def add_parser(sub) -> None:
         epilog="presets: " + ", ".join(PRESETS) + "\nexample: qmlir quantize smollm2 --preset "
                "w8a8-smoothquant-outliers -o smollm2-w8a8.safetensors",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    common_model_args(p)
+    common.model_arg(p)
     scheme = p.add_mutually_exclusive_group(required=True)
     scheme.add_argument("--preset", metavar="NAME", help="a qmlir.quantization preset (listed below)")
     scheme.add_argument("--config", metavar="FILE.yaml", help="a QuantConfig as YAML (e.g. from qmlir autoquant)")
-    calibration_args(p)
+    common.calibration_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT.safetensors", help="the file to write")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(run=run)
-
-
-def common_model_args(p) -> None:
-    p.add_argument("model", metavar="MODEL",
-                   help="a Hugging Face model directory, a .gguf file, or an offline model name (smollm2)")
-
-
-def calibration_args(p) -> None:
-    p.add_argument("--calib", metavar="FILE.txt", help="calibration text (UTF-8; '-' for standard input)")
-    p.add_argument("--calib-corpus", metavar="NAME",
-                   help="a shipped text to calibrate on (default: stdlib-docs, CPython docstrings)")
-    p.add_argument("--calib-samples", type=int, default=8, metavar="N", help="calibration windows (default 8)")
-    p.add_argument("--calib-tokens", type=int, default=128, metavar="T", help="tokens per window (default 128)")
 
 
 def run(args) -> int:

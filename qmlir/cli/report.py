@@ -22,8 +22,8 @@ from typing import Dict, List
 import torch
 
 from qmlir.cli import common
+from qmlir.tools.diagnostics import write_atomically
 from qmlir.cli.evaluate import eval_windows, score, text_args
-from qmlir.cli.quantize import calibration_args, common_model_args
 
 FIGURES = ("sqnr.png", "activations.png", "scales.png", "size_perplexity.png")
 DEFAULT_OUTLIER_MARK = 6.0  # LLM.int8()'s threshold, marked when the config has none
@@ -37,11 +37,11 @@ def add_parser(sub) -> None:
                     "outlier channels, SmoothQuant/AWQ scales, each layer's scheme and kernel, size and "
                     "perplexity.",
         epilog="example: qmlir report smollm2 --quantized smollm2-w8a8.safetensors -o report/")
-    common_model_args(p)
+    common.model_arg(p)
     p.add_argument("--quantized", required=True, metavar="Q.safetensors", help="a file written by qmlir quantize")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="the directory to write (created)")
     p.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
-    calibration_args(p)
+    common.calibration_args(p)
     text_args(p, default_tokens=512)
     p.add_argument("--no-kernels", action="store_true", help="skip finding each layer's kernel")
     p.set_defaults(run=run, calib_samples=4)
@@ -99,6 +99,12 @@ def _short(name: str) -> str:
     return name.replace("model.layers.", "L").replace("self_attn.", "").replace("mlp.", "")
 
 
+def _layer_ticks(ax, names) -> None:
+    """At most ~40 layer names along the x axis, one per point."""
+    step = max(1, len(names) // 40)
+    ax.set_xticks(list(range(len(names)))[::step], [_short(n) for n in names][::step], rotation=90, fontsize=6)
+
+
 def draw_sqnr(names, weight_db, output_db) -> bytes:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(max(8, len(names) * 0.12), 4))
@@ -108,8 +114,7 @@ def draw_sqnr(names, weight_db, output_db) -> bytes:
     ax.plot(xs, finite(output_db), "s-", ms=3, label="output SQNR in the model (calibration text)")
     ax.set_ylabel("dB (higher is better)")
     ax.set_xlabel("layer")
-    step = max(1, len(names) // 40)
-    ax.set_xticks(list(xs)[::step], [_short(n) for n in names][::step], rotation=90, fontsize=6)
+    _layer_ticks(ax, names)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Per-layer SQNR")
@@ -153,8 +158,7 @@ def draw_scales(names, layers: Dict[str, dict]) -> bytes:
     ax.vlines(xs, lo, hi, color="tab:blue", alpha=0.6, label="min..max")
     ax.plot(xs, mid, "o", ms=3, color="tab:orange", label="median")
     ax.set_yscale("log")
-    step = max(1, len(smoothed) // 40)
-    ax.set_xticks(xs[::step], [_short(n) for n in smoothed][::step], rotation=90, fontsize=6)
+    _layer_ticks(ax, smoothed)
     ax.set_ylabel("s (weights x s, activations / s)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -272,8 +276,8 @@ def run(args) -> int:
     page = render_html(f"qmlir report: {loaded.name} / {Path(args.quantized).name}", facts, figures, head, table)
     out.mkdir(exist_ok=True)
     for fname, data in files.items():
-        common.write_file_atomically(out / fname, data)
-    common.write_file_atomically(out / "index.html", page)
+        write_atomically(out / fname, data)
+    write_atomically(out / "index.html", page)
     print(f"wrote {out / 'index.html'} ({len(files)} figures); perplexity float32 {ppl_f:.4f}, quantized "
           f"{ppl_q:.4f} ({100 * (ppl_q / ppl_f - 1):+.2f}%)")
     return 0

@@ -26,9 +26,14 @@ class LayerStats:
 
     @property
     def output_sqnr_db(self) -> float:
-        if self.noise == 0.0:
-            return float("inf")
-        return 10.0 * math.log10(max(self.signal, 1e-300) / self.noise)
+        return ratio_db(self.signal, self.noise)
+
+
+def ratio_db(signal: float, noise: float) -> float:
+    """10 log10(signal / noise); inf when there is no noise."""
+    if noise == 0.0:
+        return float("inf")
+    return 10.0 * math.log10(max(signal, 1e-300) / noise)
 
 
 def compare_layers(model: torch.nn.Module, qmodel: torch.nn.Module, batches: Iterable,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
-import math
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Union
 
@@ -20,6 +19,7 @@ from qmlir.errors import QmlirError
 from qmlir.quantization import search, sequential, simulate, smoothquant
 from qmlir.quantization.calibration import ActivationObserver, calibrate, validate_calibration
 from qmlir.quantization.gptq import gptq_quantize
+from qmlir.quantization.layer_stats import ratio_db
 from qmlir.quantization.config import PRESETS, QuantConfig, QuantConfigError
 from qmlir.quantization.linear import CastLinear, QuantizedLinear
 from qmlir.ir.quant_storage import dequantize_weight, quantize_weight
@@ -182,10 +182,7 @@ def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
     f64; inf when they are equal."""
     ref = reference.detach().to(torch.float64)
     noise = float((ref - approx.detach().to(torch.float64)).pow(2).sum())
-    signal = float(ref.pow(2).sum())
-    if noise == 0.0:
-        return float("inf")
-    return 10.0 * math.log10(max(signal, 1e-300) / noise)
+    return ratio_db(float(ref.pow(2).sum()), noise)
 
 
 def _replace(root: torch.nn.Module, name: str, new: torch.nn.Module) -> torch.nn.Module:
