@@ -33,8 +33,10 @@ test: test-unit test-e2e test-lit
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
+# two pytest-xdist workers (one torch thread each: tests/e2e/conftest.py); files whose tests
+# share state are kept on one worker by an xdist_group mark
 test-e2e: $(STAMP)
-	$(BIN)/python -m pytest -q tests/e2e --durations=15
+	$(BIN)/python -m pytest -q tests/e2e -n $(JOBS) --dist loadgroup --durations=15
 
 test-lit: $(STAMP)
 	$(BIN)/lit -sv -j $(JOBS) tests/lit

@@ -95,6 +95,16 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _smoothing(info: dict) -> str:
+    """'folded into model.layers.0.input_layernorm' / 'explicit (why)' / 'none' / '-'."""
+    how = info.get("smooth")
+    if how == "folded" and info.get("smooth_into"):
+        return f"folded into {info['smooth_into']}"
+    if how == "explicit" and info.get("smooth_why"):
+        return f"explicit: {info['smooth_why']}"
+    return str(how or "-")
+
+
 def _short(name: str) -> str:
     return name.replace("model.layers.", "L").replace("self_attn.", "").replace("mlp.", "")
 
@@ -271,7 +281,7 @@ def run(args) -> int:
     for n, wdb, odb in zip(names, weight_db, output_db):
         info = report.layers[n]
         table.append([n, info.get("scheme", cfg.describe()), kernels.get(n, "-"), _fmt_db(wdb), _fmt_db(odb),
-                      str(info.get("outliers", "-")), str(info.get("smooth", "-")),
+                      str(info.get("outliers", "-")), _smoothing(info),
                       "-" if info.get("alpha") is None else f"{info['alpha']:g}"])
     page = render_html(f"qmlir report: {loaded.name} / {Path(args.quantized).name}", facts, figures, head, table)
     out.mkdir(exist_ok=True)

@@ -105,3 +105,23 @@ class CastLinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.linear(x.to(self.dtype), self.weight, self.bias).to(x.dtype)
+
+
+def conv1d_as_linear(model: torch.nn.Module) -> int:
+    """Replace, in place, every transformers `Conv1D` (GPT-2's y = x @ W + b, W [in, out]) by the
+    nn.Linear it is (weight W^T), so that it is quantized, smoothed and compiled like any other
+    linear layer. Returns how many were replaced (0 for models without any)."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # transformers absent: no model of ours holds one
+        return 0
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, Conv1D)]
+    for name, conv in found:
+        w = conv.weight.detach()
+        lin = torch.nn.Linear(w.shape[0], w.shape[1], bias=conv.bias is not None, device=w.device, dtype=w.dtype)
+        lin.weight = torch.nn.Parameter(w.t().contiguous(), requires_grad=False)
+        if conv.bias is not None:
+            lin.bias = torch.nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+        if name:
+            model.set_submodule(name, lin)
+    return len(found)

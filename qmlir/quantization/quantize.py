@@ -21,7 +21,7 @@ from qmlir.quantization.calibration import ActivationObserver, calibrate, valida
 from qmlir.quantization.gptq import gptq_quantize
 from qmlir.quantization.layer_stats import ratio_db
 from qmlir.quantization.config import PRESETS, QuantConfig, QuantConfigError
-from qmlir.quantization.linear import CastLinear, QuantizedLinear
+from qmlir.quantization.linear import CastLinear, QuantizedLinear, conv1d_as_linear
 from qmlir.ir.quant_storage import dequantize_weight, quantize_weight
 
 _OUTLIER_DTYPES = simulate.OUTLIER_DTYPES
@@ -223,6 +223,7 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
         # where calibration runs, its observers name the layer a NaN/Inf reaches instead
         calib_data = validate_calibration(calib_data, finite=not cfg.needs_calibration)
     qmodel = copy.deepcopy(model).eval()
+    conv1d_as_linear(qmodel)  # GPT-2's Conv1D layers are linears
     names, skipped = select_layers(qmodel, cfg)
     if not names:
         raise QuantizationError("no nn.Linear layer to quantize" + (f" (skip={cfg.skip} matched all "
@@ -257,15 +258,17 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
             cache: dict = {}
             choice = search.choose_alpha(model, calib, cfg, lambda m, c, conf, per_group: _quantize(
                 m, c, conf, False, model_search=False, group_search=per_group, calib_cache=cache), progress)
+            groups = {"groups": cache["groups"]} if "groups" in cache else None  # traced once
             cache.clear()
             report.search = choice
             if choice.per_group is None:  # one alpha (or none) for every group
                 key = "smoothquant_alpha" if cfg.smoothquant_alpha is not None else "awq_alpha"
                 q = _quantize(model, calib, dataclasses.replace(cfg, **{key: choice.alpha}), progress,
-                              model_search=False)
+                              model_search=False, calib_cache=groups)
                 q.qmlir_quant = dataclasses.replace(q.qmlir_quant, config=cfg, search=choice)
                 return q
             group_alphas, group_search = choice.per_group, False
+            calib_cache = groups if calib_cache is None else calib_cache
         folds = search_folds(calib) if alpha == "auto" and group_search else 0
         gptq = any(c.weight_algorithm == "gptq" for c in lc.values())
         blocks = sequential.find_blocks(qmodel, names) if gptq and cfg.gptq_sequential else None
@@ -283,7 +286,12 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
                 if calib_cache is not None and not hessian:
                     calib_cache[key] = observers
         if alpha is not None:
-            for group in smoothquant.find_groups(qmodel, names):
+            groups = None if calib_cache is None else calib_cache.get("groups")
+            if groups is None:  # the dataflow is the same for every candidate of a search
+                groups = [(g.linears, g.fold, g.why) for g in smoothquant.find_groups(qmodel, names, calib[0])]
+                if calib_cache is not None:
+                    calib_cache["groups"] = groups
+            for group in (smoothquant.SmoothGroup(lin, fold, why=why) for lin, fold, why in groups):
                 smoothquant.choose_scales(group, modules, observers, cfg,
                                           None if group_alphas is None else group_alphas.get(group.linears[0]))
                 inv = smoothquant.apply(group, modules)
@@ -292,6 +300,9 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
                         report.layers[n].update(smooth="none" if group.scales is None else
                                                 "folded" if inv is None else "explicit",
                                                 alpha=None if group.alpha is None else round(group.alpha, 4))
+                        if group.scales is not None:  # where the 1/s went, or why it could not be folded
+                            report.layers[n].update({"smooth_into": group.fold.module} if inv is None else
+                                                    {"smooth_why": group.why})
                         if group.scales is not None:  # what the report plots: the scales' spread
                             sc = group.scales.to(torch.float32)
                             report.layers[n].update(scale_min=float(sc.min()), scale_median=float(sc.median()),

@@ -19,7 +19,7 @@ from typing import Union
 import torch
 
 from qmlir.quantization.config import QuantConfig
-from qmlir.quantization.linear import CastLinear, QuantizedLinear
+from qmlir.quantization.linear import CastLinear, QuantizedLinear, conv1d_as_linear
 from qmlir.quantization.search import AlphaChoice
 from qmlir.quantization.quantize import QuantizationError, QuantReport
 
@@ -118,6 +118,7 @@ def load_quantized(model: torch.nn.Module, path: Union[str, Path]) -> torch.nn.M
     cfg = QuantConfig.from_yaml(metadata["config"])
     layers = json.loads(metadata["layers"])
     qmodel = copy.deepcopy(model).eval()
+    conv1d_as_linear(qmodel)  # as quantize did
     modules = dict(qmodel.named_modules())
     if metadata.get("model") != type(qmodel).__name__:
         raise QuantizationError(f"{path} holds a quantized {metadata.get('model')}, not a {type(qmodel).__name__}")

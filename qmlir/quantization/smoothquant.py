@@ -3,13 +3,13 @@
 For input channel j of a linear layer, s_j = max|X_j|^alpha / max|W_j|^(1 - alpha);
 X' = X / s and W' = W * s give the same product with an easier-to-quantize X'.
 
-The 1/s goes where it costs nothing when the graph allows (found from the module structure
-of Llama-family decoders, which covers SmolLM2, Llama, Mistral, Qwen2):
-  * into the RMSNorm/LayerNorm that feeds q/k/v (input_layernorm) or gate/up
-    (post_attention_layernorm): its weight (and bias) / s, one s shared by the group;
-  * into the rows of up_proj for down_proj (down's input is act(gate) * up, linear in up).
-Everywhere else (o_proj, whose input channels share value heads under grouped-query
-attention; layers of unknown models) x * (1/s) is an explicit multiply before the layer.
+The 1/s goes where it costs nothing when the dataflow allows (`dataflow.linear_consumers`, on
+the model traced by torch.export, whatever the module names): into the norm (LayerNorm,
+RMSNorm, a hand-written gain such as Gemma's 1 + w) whose output feeds only the group's linears,
+one s shared by the group; or into the output rows of the linear producing the input (up_proj
+for down_proj through act(gate) * up, fc1 for fc2 through a ReLU). Everywhere else (attention
+outputs, inputs that also feed a residual, GELU outputs) x * (1/s) is an explicit multiply
+before the layer.
 
 alpha="auto" searches per group among no smoothing and a grid of alphas, by cross-validation
 over folds of the calibration batches: each candidate's scales come from the other folds and
@@ -30,7 +30,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from qmlir.quantization import simulate
+from qmlir.quantization import dataflow, simulate
 from qmlir.quantization.calibration import ActivationObserver
 from qmlir.quantization.config import QuantConfig
 
@@ -40,43 +40,20 @@ class SmoothGroup:
     """Linears sharing one input, and where their 1/s can be folded."""
 
     linears: List[str]
-    norm: Optional[str] = None       # fold into this norm's weight (and bias)
-    producer: Optional[str] = None   # or into this linear's output rows
+    fold: Optional[dataflow.Fold] = None  # None: an explicit x * (1/s) before each linear
     alpha: Optional[float] = 0.5     # None: left unsmoothed (an "auto" search's choice)
     scales: Optional[torch.Tensor] = field(default=None, repr=False)
+    why: str = ""                    # why the scales could not be folded
 
     @property
     def folded(self) -> bool:
-        return self.norm is not None or self.producer is not None
+        return self.fold is not None
 
 
-def find_groups(model: torch.nn.Module, names: List[str]) -> List[SmoothGroup]:
-    """Group the linears to smooth; those not in a foldable pattern get their own group."""
-    modules = dict(model.named_modules())
-    chosen = set(names)
-    groups: List[SmoothGroup] = []
-    taken: set = set()
-    for prefix, mod in modules.items():
-        dot = prefix + "." if prefix else ""
-        norm_in, norm_post = dot + "input_layernorm", dot + "post_attention_layernorm"
-        qkv = [dot + f"self_attn.{p}_proj" for p in "qkv"]
-        gate_up = [dot + "mlp.gate_proj", dot + "mlp.up_proj"]
-        down = dot + "mlp.down_proj"
-        if _has_weight(modules.get(norm_in)) and all(n in modules for n in qkv) and set(qkv) & chosen:
-            groups.append(SmoothGroup(qkv, norm=norm_in))
-            taken.update(qkv)
-        if _has_weight(modules.get(norm_post)) and all(n in modules for n in gate_up) and set(gate_up) & chosen:
-            groups.append(SmoothGroup(gate_up, norm=norm_post))
-            taken.update(gate_up)
-        if down in chosen and gate_up[1] in modules and "MLP" in type(modules.get(dot + "mlp")).__name__:
-            groups.append(SmoothGroup([down], producer=gate_up[1]))
-            taken.add(down)
-    groups += [SmoothGroup([n]) for n in names if n not in taken]
-    return groups
-
-
-def _has_weight(m: Optional[torch.nn.Module]) -> bool:
-    return m is not None and isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() == 1
+def find_groups(model: torch.nn.Module, names: List[str], example) -> List[SmoothGroup]:
+    """Group the linears `names` by the value they read, traced on `example` (one calibration
+    input); linears whose input cannot take a folded 1/s get a group each."""
+    return [SmoothGroup(c.linears, c.fold, why=c.why) for c in dataflow.linear_consumers(model, example, names)]
 
 
 def smoothing_scales(act_absmax: torch.Tensor, weights: List[torch.Tensor], alpha: float) -> torch.Tensor:
@@ -125,7 +102,8 @@ def choose_scales(group: SmoothGroup, modules: Dict[str, torch.nn.Module],
     quantization) on the fold's rows; the least total error wins, no smoothing on a tie.
     `chosen`: the alpha an earlier search chose for this group (None: no smoothing)."""
     alpha = cfg.smoothquant_alpha if cfg.smoothquant_alpha is not None else cfg.awq_alpha
-    obs = observers[group.linears[0]]  # the linears of a group see the same input
+    # the linears of a group see the same input (a skipped one among them has no observer)
+    obs = observers[next(n for n in group.linears if n in observers)]
     if alpha == "auto" and chosen is not _SEARCH:  # chosen already (None: no smoothing)
         group.alpha = chosen
         group.scales = make_scales(group, modules, obs, chosen, cfg)
@@ -157,19 +135,23 @@ def apply(group: SmoothGroup, modules: Dict[str, torch.nn.Module]) -> Optional[t
     for name in group.linears:
         lin = modules[name]
         lin.weight = torch.nn.Parameter((lin.weight.detach() * s.to(lin.weight.dtype)), requires_grad=False)
-    if group.norm is not None:
-        norm = modules[group.norm]
-        norm.weight = torch.nn.Parameter(norm.weight.detach() / s.to(norm.weight.dtype), requires_grad=False)
-        if getattr(norm, "bias", None) is not None:
-            norm.bias = torch.nn.Parameter(norm.bias.detach() / s.to(norm.bias.dtype), requires_grad=False)
+    fold = group.fold
+    if fold is None:
+        return (1.0 / s).to(torch.float32)
+    if fold.kind == "norm":  # weight' = (weight + offset) / s - offset, bias' = bias / s
+        for pname, offset in ((fold.weight, fold.offset), (fold.bias, 0.0)):
+            if pname is None:
+                continue
+            owner, attr = modules[pname.rpartition(".")[0]], pname.rpartition(".")[2]
+            p = getattr(owner, attr).detach()
+            new = (p.to(torch.float32) + offset) / s.to(torch.float32) - offset
+            setattr(owner, attr, torch.nn.Parameter(new.to(p.dtype), requires_grad=False))
         return None
-    if group.producer is not None:
-        prod = modules[group.producer]
-        prod.weight = torch.nn.Parameter(prod.weight.detach() / s[:, None].to(prod.weight.dtype), requires_grad=False)
-        if prod.bias is not None:
-            prod.bias = torch.nn.Parameter(prod.bias.detach() / s.to(prod.bias.dtype), requires_grad=False)
-        return None
-    return (1.0 / s).to(torch.float32)
+    prod = modules[fold.module]  # "rows": the producing linear's output rows
+    prod.weight = torch.nn.Parameter(prod.weight.detach() / s[:, None].to(prod.weight.dtype), requires_grad=False)
+    if prod.bias is not None:
+        prod.bias = torch.nn.Parameter(prod.bias.detach() / s.to(prod.bias.dtype), requires_grad=False)
+    return None
 
 
 class SmoothedLinear(torch.nn.Module):

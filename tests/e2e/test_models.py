@@ -26,6 +26,10 @@ def sig3(x: float) -> float:
     return float(f"{x:.3g}")
 
 
+# one pytest-xdist worker for the file: its SmolLM2 fixture is shared
+pytestmark = pytest.mark.xdist_group("models")
+
+
 @pytest.fixture(scope="module")
 def smollm2():
     pytest.importorskip("gguf")

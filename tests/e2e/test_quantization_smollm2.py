@@ -13,6 +13,9 @@ import qmlir
 from qmlir import zoo
 from qmlir.evaluation import perplexity, spread_windows, token_windows
 
+# one pytest-xdist worker for the file: its fixtures and quantized models are shared
+pytestmark = pytest.mark.xdist_group("smollm2_quantization")
+
 
 @pytest.fixture(scope="module")
 def setup():
