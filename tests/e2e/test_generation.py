@@ -85,6 +85,7 @@ def test_every_mode_generates_compiled(name, preset, bound):
     assert err <= bound, f"{name}: max logit error {err:.2e} of their scale (bound {bound})"
 
 
+@pytest.mark.heavy
 def test_smollm2_f32_64_tokens_equal_eager():
     torch._dynamo.reset()
     model, tok = zoo.smollm2()

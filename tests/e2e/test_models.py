@@ -26,15 +26,40 @@ def sig3(x: float) -> float:
     return float(f"{x:.3g}")
 
 
-# one pytest-xdist worker for the file: its SmolLM2 fixture is shared
-pytestmark = pytest.mark.xdist_group("models")
-
-
 @pytest.fixture(scope="module")
 def smollm2():
     pytest.importorskip("gguf")
     model, tok = zoo.smollm2(torch.float32)
     return model, tok
+
+
+def test_smollm2_converted_copy_is_the_same_model(tmp_path, monkeypatch):
+    """zoo.smollm2 converts the GGUF once and later loads its saved copy: the same weights, the
+    same tokenizer, whole or absent on disk."""
+    pytest.importorskip("gguf")
+    monkeypatch.setenv("QMLIR_CACHE_DIR", str(tmp_path))
+    converted = {}
+    save = zoo._save_converted
+
+    def keep(model, tok, target):  # the model as transformers read it from the GGUF
+        converted.update(model={k: v.clone() for k, v in model.state_dict().items()}, tok=tok)
+        return save(model, tok, target)
+
+    monkeypatch.setattr(zoo, "_save_converted", keep)
+    first, tok1 = zoo.smollm2()
+    (copy_dir,) = (tmp_path / "models").iterdir()
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in copy_dir.iterdir()}
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".tmp")]
+    second, tok2 = zoo.smollm2()
+    assert len(converted["model"]) == len(second.state_dict())
+    for k, v in converted["model"].items():
+        assert torch.equal(second.state_dict()[k], v), k
+        assert torch.equal(first.state_dict()[k], v), k
+    assert second.lm_head.weight.data_ptr() == second.model.embed_tokens.weight.data_ptr()  # still tied
+    text = zoo.gpl3_text()[:2000]
+    assert tok2(text).input_ids == converted["tok"](text).input_ids == tok1(text).input_ids
+    assert tok2.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == \
+        converted["tok"].apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
 
 
 def test_smollm2_f32_logits_and_perplexity(smollm2):

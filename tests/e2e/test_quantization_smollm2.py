@@ -13,9 +13,6 @@ import qmlir
 from qmlir import zoo
 from qmlir.evaluation import perplexity, spread_windows, token_windows
 
-# one pytest-xdist worker for the file: its fixtures and quantized models are shared
-pytestmark = pytest.mark.xdist_group("smollm2_quantization")
-
 
 @pytest.fixture(scope="module")
 def setup():
@@ -62,6 +59,7 @@ def test_int4_g128_round_to_nearest(setup):
     assert asym <= setup[3] * 1.25, (setup[3], asym)
 
 
+@pytest.mark.heavy
 def test_int4_g128_gptq_on_held_out_text(setup, pydoc):
     """GPTQ (act order, static groups from an importance-weighted clipping search, attention-sink
     weighting) calibrated on 64 x 512 tokens spread over a larger docstring corpus (the README
@@ -75,6 +73,7 @@ def test_int4_g128_gptq_on_held_out_text(setup, pydoc):
     assert p <= pydoc[1] * 1.08, (pydoc[1], p)
 
 
+@pytest.mark.heavy
 def test_w8a8_static_smoothquant_auto_outliers(setup, pydoc):
     """The issue's W8A8 static target (+3%): SmoothQuant auto (scored on held-out calibration
     batches) with LLM.int8() outlier channels, measured +2.9% on GPL-3 and +2.6% on pydoc; held

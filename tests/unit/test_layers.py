@@ -29,7 +29,7 @@ REPO_ROOT = QMLIR_DIR.parent
 ROOT = "qmlir"
 
 LAYERS: Dict[str, int] = {
-    "qmlir.errors": 0,
+    "qmlir.errors": 0, "qmlir.paths": 0,
     "qmlir.ir": 1, "qmlir.data": 1,
     "qmlir.dialect_ops": 2, "qmlir.kernels": 2, "qmlir.quantization": 2, "qmlir.runtime": 2,
     "qmlir.zoo": 2, "qmlir.evaluation": 2,
