@@ -13,19 +13,32 @@ from qmlir.errors import (
     UnsupportedOp,
     UnsupportedOpError,
 )
-from qmlir.frontend.compiled_module import CompiledModule, compile, import_model
-from qmlir.frontend.dynamo_backend import QmlirFallbackWarning, backend, qmlir_backend
-from qmlir.frontend.importer import import_graph
-from qmlir.target import Target
-from qmlir.quantization import (
-    CalibrationError,
-    QuantConfig,
-    QuantConfigError,
-    QuantizationError,
-    load_quantized,
-    quantize,
-    save_quantized,
-)
+# The rest of the public API is imported on first use (PEP 562): `import qmlir.errors` or the
+# qmlir-opt command line then does not pay for torch._dynamo (about 1.5 s per process).
+_LAZY = {
+    "CompiledModule": "qmlir.frontend.compiled_module", "compile": "qmlir.frontend.compiled_module",
+    "import_model": "qmlir.frontend.compiled_module",
+    "QmlirFallbackWarning": "qmlir.frontend.dynamo_backend", "backend": "qmlir.frontend.dynamo_backend",
+    "qmlir_backend": "qmlir.frontend.dynamo_backend",
+    "import_graph": "qmlir.frontend.importer",
+    "Target": "qmlir.target",
+    **{name: "qmlir.quantization" for name in ("CalibrationError", "QuantConfig", "QuantConfigError",
+                                               "QuantizationError", "load_quantized", "quantize", "save_quantized")},
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qmlir' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups find it directly
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def supported_ops() -> list:
