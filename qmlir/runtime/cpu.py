@@ -10,6 +10,8 @@ artifact (qmlir/runtime/objects.py); lowering happens in qmlir.target, before.
 from __future__ import annotations
 
 import ctypes
+import os
+import platform
 import threading
 import time
 from typing import List, Sequence
@@ -41,6 +43,36 @@ def _free_retired() -> None:
         _RETIRED[:] = [(t, e) for t, e in _RETIRED if now - t < _RETIRE_SECONDS]
 
 
+_MALLOC_TUNED = None
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory for reuse (once per process; True if done).
+
+    Compiled functions allocate their intermediate buffers with malloc on every call. By
+    default glibc serves blocks of a few MB with fresh mmaps (its threshold adapts only up to
+    32 MB) and returns the top of the heap to the system when it frees, so every call faulted
+    in and zeroed fresh pages: SmolLM2's attention over 128 x 640 scores took 12.2 ms, 4.4 ms
+    with freed memory kept (eager PyTorch: 1.6 ms), and a decoder layer's prefill 19.5 ms ->
+    15 ms. Blocks up to 32 MB now come from the heap and freed memory stays with the process
+    (its footprint stays at its peak). `QMLIR_KEEP_MEMORY=0` leaves malloc as it was."""
+    global _MALLOC_TUNED
+    with _LOCK:
+        if _MALLOC_TUNED is None:
+            _MALLOC_TUNED = False
+            if os.environ.get("QMLIR_KEEP_MEMORY", "1").strip() not in ("0", "off", "no") and \
+                    platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+                try:
+                    libc = ctypes.CDLL(None)
+                    ok = libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
+                    ok = libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1 and ok
+                    _MALLOC_TUNED = ok
+                except (OSError, AttributeError):
+                    pass
+    return _MALLOC_TUNED
+
+
 def load_async_runtime() -> None:
     """Load MLIR's async runtime (the threads of parallel kernels) once per process, globally.
 
@@ -65,6 +97,7 @@ class CpuFunction(LoadedFunction):
         self._take(artifact)
         self.cache_hit = bool(artifact.extras.get("cache_hit", False))
         self._threaded = "async_runtime" in artifact.libraries
+        keep_freed_memory()
         _free_retired()
         t0 = time.perf_counter()
         self._engine = None

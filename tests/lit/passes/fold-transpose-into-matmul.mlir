@@ -36,6 +36,23 @@ func.func @scores(%q: tensor<2x4x8xf32>, %k: tensor<2x6x8xf32>) -> tensor<2x4x6x
 
 // -----
 
+// Prefill's Q @ K^T (many rows, K = head_dim <= 128) keeps its transpose: the keys are copied
+// to [K, N] and multiplied by outer products (3x faster than the NT schedule's K-lane sums).
+// CHECK-LABEL: func.func @prefill_scores
+// CHECK: linalg.transpose
+// CHECK: linalg.batch_matmul ins(%arg0, %{{.+}} : tensor<3x384x64xf32>, tensor<3x64x640xf32>)
+func.func @prefill_scores(%q: tensor<3x384x64xf32>, %k: tensor<3x640x64xf32>) -> tensor<3x384x640xf32> {
+  %z = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<3x64x640xf32>
+  %t = linalg.transpose ins(%k : tensor<3x640x64xf32>) outs(%e : tensor<3x64x640xf32>) permutation = [0, 2, 1]
+  %e2 = tensor.empty() : tensor<3x384x640xf32>
+  %f = linalg.fill ins(%z : f32) outs(%e2 : tensor<3x384x640xf32>) -> tensor<3x384x640xf32>
+  %y = linalg.batch_matmul ins(%q, %t : tensor<3x384x64xf32>, tensor<3x64x640xf32>) outs(%f : tensor<3x384x640xf32>) -> tensor<3x384x640xf32>
+  return %y : tensor<3x384x640xf32>
+}
+
+// -----
+
 // A constant [K, N] weight (quantized at compile time) is stored transposed, as [N, K].
 // CHECK-LABEL: func.func @const_weight
 // CHECK: arith.constant dense<{{\[}}[1, 3, 5], [2, 4, 6]]> : tensor<2x3xi8>
