@@ -43,7 +43,7 @@ def assert_close(out, ref, dtype=None):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "heavy: minutes of CPU; collected first, so that under pytest-xdist "
-                                       "they start at once and the workers finish together")
+                                       "their files are handed out first and the workers finish together")
 
 
 def pytest_collection_modifyitems(config, items):

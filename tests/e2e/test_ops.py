@@ -29,8 +29,7 @@ def rnd(*shape, dtype=torch.float32, lo=-2.0, hi=2.0):
 
 
 SEEN_OPS: set = set()  # ATen overloads that went through a numeric check in this file
-# ... so under pytest-xdist the whole file runs on one worker (make test: --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("test_ops")
+# ... so under pytest-xdist the whole file runs on one worker (make test: --dist loadfile)
 
 
 def run(fn, *args):
