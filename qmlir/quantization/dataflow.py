@@ -142,7 +142,13 @@ class _Walker:
                 fqn = params[n.name][len("m."):]
                 self.names[n] = aliases.get(id(model.get_parameter(fqn)), [fqn])
         self.param = {n: names[0] for n, names in self.names.items() if len(names) == 1}
-        self.calls: Dict[str, list] = {}
+        self.calls: Dict[str, list] = {}  # nn.Linear module -> its aten.linear nodes
+        self.readers: Dict = {}  # value -> the nn.Linear modules reading it; both in graph order
+        for node in self.graph.nodes:
+            mod = self.linear_module(node)
+            if mod is not None:
+                self.calls.setdefault(mod, []).append(node)
+                self.readers.setdefault(node.args[0], []).append(mod)
 
     def users(self, node) -> list:
         return [u for u in node.users if u.target not in _IGNORED_USERS]
@@ -163,26 +169,13 @@ class _Walker:
 
     def consumers(self, names: List[str]) -> List[Consumers]:
         chosen = set(names)
-        calls = self.calls
-        order: List = []  # input values in graph order
-        by_input: Dict = {}
-        for node in self.graph.nodes:
-            mod = self.linear_module(node)
-            if mod is None:
-                continue
-            calls.setdefault(mod, []).append(node)
-            x = node.args[0]
-            if x not in by_input:
-                by_input[x] = []
-                order.append(x)
-            by_input[x].append(mod)
         out: List[Consumers] = []
         seen: set = set()
-        for x in order:
-            mods = list(dict.fromkeys(by_input[x]))
+        for x, readers in self.readers.items():
+            mods = list(dict.fromkeys(readers))
             if not chosen & set(mods):
                 continue
-            shared = [m for m in mods if len(calls[m]) > 1]
+            shared = [m for m in mods if len(self.calls[m]) > 1]
             if shared:  # a module called on several inputs: one weight cannot take two scalings
                 for m in mods:
                     if m in chosen and m not in seen:

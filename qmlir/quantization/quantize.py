@@ -300,10 +300,9 @@ def _quantize(model: torch.nn.Module, calib_data: Optional[Iterable], cfg: Quant
                         report.layers[n].update(smooth="none" if group.scales is None else
                                                 "folded" if inv is None else "explicit",
                                                 alpha=None if group.alpha is None else round(group.alpha, 4))
-                        if group.scales is not None:  # where the 1/s went, or why it could not be folded
+                        if group.scales is not None:  # where the 1/s went (or why not), and its spread
                             report.layers[n].update({"smooth_into": group.fold.module} if inv is None else
                                                     {"smooth_why": group.why})
-                        if group.scales is not None:  # what the report plots: the scales' spread
                             sc = group.scales.to(torch.float32)
                             report.layers[n].update(scale_min=float(sc.min()), scale_median=float(sc.median()),
                                                     scale_max=float(sc.max()))
