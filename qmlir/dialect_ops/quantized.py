@@ -13,6 +13,8 @@ constants written into the `!quant.uniform` types:
                 (qmlir-fuse-quantized-matmul, run by the CPU pipeline, turns this into an
                 i8 x i8 -> i32 matmul with one rescale)
   W8A8 dynamic  per-token scales have no quant type: quantize rows, i8 x i8 -> i32, rescale.
+  W8A8 block    scales per block of B columns of each row: quantize blocks, then the block-scaled
+                integer matmul of qmlir/ir/block_matmul.py (an i32 sum and a rescale per block).
   outliers      regular channels as above (outlier columns masked to 0, their weight rows are
                 0 in storage); x[:, outliers] in the outlier dtype times the outlier rows,
                 accumulated in f32, added.
@@ -29,6 +31,7 @@ import torch
 from mlir import ir
 from mlir.dialects import arith, linalg, tensor
 
+from qmlir.ir import block_matmul
 from qmlir.ir.builders import convert, generic
 from qmlir.ir.dequant_matmul import int4_nibble
 from qmlir.dialect_ops.registry import lowering
@@ -36,7 +39,7 @@ from qmlir.errors import UnsupportedOp
 
 from qmlir.ir.quant import (
     F32, I8, add_f32, dense, fill, gather_columns, int_matmul, mask_columns, maps, per_axis_type, per_tensor_type,
-    quant_op, quantize_rows, sub_channel_type,
+    quant_op, quantize_blocks, quantize_rows, sub_channel_type,
 )
 from qmlir.ir import quant_ops  # noqa: F401  (defines torch.ops.qmlir.*)
 from qmlir.ir.quant_storage import qrange
@@ -201,4 +204,30 @@ def linear_w8a8_dynamic(ctx, node, *args, **kwargs):
     return _with_outliers(y, x, idx, w_out)
 
 
-
+@lowering(qops.linear_w8a8_block.default)
+def linear_w8a8_block(ctx, node, *args, **kwargs):
+    b, x, idx, w_out = _w8a8_inputs(ctx, node, args, kwargs)
+    packed = b["weight"]
+    pt = ir.RankedTensorType(packed.type)
+    block, group = int(b["block"]), int(b["group_size"])
+    scales = _scales(ctx, b)
+    N = scales.shape[-1]
+    if pt.element_type != I8() or pt.rank != 4 or list(pt.shape[2:]) != [block_matmul.PANEL, 4] \
+            or pt.shape[0] != -(-N // block_matmul.PANEL):
+        raise UnsupportedOp(node, f"weight storage {packed.type} is not the panel layout of {N} columns")
+    Kp, Np = 4 * pt.shape[1], block_matmul.PANEL * pt.shape[0]
+    if block <= 0 or Kp % block or (group and group % block):
+        raise UnsupportedOp(node, f"activation blocks of {block} for a weight of {Kp} rows in groups of {group}: "
+                                  "the block must divide the rows and the weight group")
+    if scales.shape != ((Kp // group, N) if group else (N,)):
+        raise UnsupportedOp(node, f"weight scales of shape {scales.shape} for a {Kp}x{N} weight")
+    per_block = np.zeros((Kp // block, Np), np.float32)  # columns past N: zero weights, zero scales
+    per_block[:, :N] = np.repeat(scales.reshape(Kp // group, N), group // block, axis=0) if group else scales[None, :]
+    q, s = quantize_blocks(_pad_columns(_regular(x, idx), Kp), block)
+    M = _shape(x)[0]
+    by_panel = per_block.reshape(Kp // block, Np // block_matmul.PANEL, block_matmul.PANEL).transpose(1, 0, 2)
+    y = block_matmul.build(q, packed, s, dense(np.ascontiguousarray(by_panel), F32()), block,
+                           fill([M, Np], F32(), 0.0))
+    if Np != N:
+        y = tensor.extract_slice(ir.RankedTensorType.get([M, N], F32()), y, [], [], [], [0, 0], [M, N], [1, 1])
+    return _with_outliers(y, x, idx, w_out)

@@ -199,6 +199,34 @@ def quantize_rows(x: ir.Value, qmax: int = 127):
     return q, scale
 
 
+def quantize_blocks(x: ir.Value, block: int, qmax: int = 127):
+    """Dynamic quantization per block of `block` columns of each row: (x_i8 [M, K], scale
+    [M, K / block] f32), scale = max|x| / qmax over the block (1 for a zero block), q =
+    clamp(roundeven(x / scale), -qmax, qmax). K % block == 0."""
+    M, K = ir.RankedTensorType(x.type).shape
+    G = K // block
+    f32 = F32()
+    x3 = reshape(x, [M, G, block])
+    full, row = maps(3, [0, 1, 2], [0, 1])
+    amax = generic([x3], [full], [fill([M, G], f32, 0.0)], [row], ["parallel", "parallel", "reduction"],
+                   lambda v, acc: arith.maximumf(acc, m.absf(v)))[0]
+    same = maps(2, [0, 1])[0]
+
+    def to_scale(a, _):
+        s = arith.divf(a, const(float(qmax), f32))
+        return arith.select(arith.cmpf(arith.CmpFPredicate.OEQ, a, const(0.0, f32)), const(1.0, f32), s)
+
+    scale = generic([amax], [same], [tensor.empty([M, G], f32)], [same], ["parallel"] * 2, to_scale)[0]
+
+    def to_int(v, s, _):
+        r = m.roundeven(arith.divf(v, s))
+        r = arith.minimumf(arith.maximumf(r, const(float(-qmax), f32)), const(float(qmax), f32))
+        return arith.fptosi(I8(), r)
+
+    q = generic([x3, scale], [full, row], [tensor.empty([M, G, block], I8())], [full], ["parallel"] * 3, to_int)[0]
+    return reshape(q, [M, K]), scale
+
+
 def maps(rank_iter, *exprs_lists):
     """Affine maps over `rank_iter` loop dims, each given as the list of dims it reads."""
     return [ir.AffineMap.get(rank_iter, 0, [ir.AffineDimExpr.get(d) for d in e]) for e in exprs_lists]

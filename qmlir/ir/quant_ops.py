@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from qmlir.ir.quant_storage import dequantize_weight, expand_scales
+from qmlir.ir.quant_storage import dequantize_weight, expand_scales, unpack_panels
 
 def _pad(x: torch.Tensor, Kp: int) -> torch.Tensor:
     K = x.shape[1]
@@ -42,6 +42,42 @@ def quantize_per_token(x: torch.Tensor) -> tuple:
     scale = torch.where(amax == 0, torch.ones_like(amax), _div(amax, 127.0))
     q = torch.clamp(torch.round(x / scale[:, None]), -127.0, 127.0).to(torch.int8)
     return q, scale
+
+def quantize_blocks(x: torch.Tensor, block: int) -> tuple:
+    """Dynamic int8 per block of `block` columns of each row (llama.cpp's Q8_0 activations):
+    s[m, b] = max|x[m, b*B:(b+1)*B]| / 127 (1 for a zero block), q = clamp(round(x / s), -127, 127).
+    x [M, Kp] with Kp % block == 0; returns (q [M, Kp] int8, s [M, Kp / block] f32)."""
+    M, Kp = x.shape
+    xb = x.reshape(M, Kp // block, block)
+    amax = xb.abs().amax(dim=2)
+    scale = torch.where(amax == 0, torch.ones_like(amax), _div(amax, 127.0))
+    q = torch.clamp(torch.round(xb / scale[:, :, None]), -127.0, 127.0).to(torch.int8)
+    return q.reshape(M, Kp), scale
+
+
+def block_matmul_reference(xq: torch.Tensor, x_scales: torch.Tensor, wq: torch.Tensor, w_scales: torch.Tensor,
+                           block: int) -> torch.Tensor:
+    """sum_b f32(sum_{k in b} xq*wq) * (s_x[m, b] * s_w[b, n]) over blocks b in order: the rescale
+    of the IR (qmlir.ir.block_matmul). w_scales [Kp / block, N]."""
+    M, Kp = xq.shape
+    N = wq.shape[1]
+    blocks = Kp // block
+    sw = w_scales.reshape(blocks, N)
+    acc = (xq.reshape(M, blocks, block).transpose(0, 1).to(torch.float64)
+           @ wq.reshape(blocks, block, N).to(torch.float64)).to(torch.int32)  # [blocks, M, N], exact
+    out = torch.zeros(M, N, dtype=torch.float32)
+    for b in range(blocks):
+        out = out + acc[b].to(torch.float32) * (x_scales[:, b:b + 1] * sw[b][None, :])
+    return out
+
+
+def block_weight_scales(scales: torch.Tensor, Kp: int, N: int, group_size: int, block: int) -> torch.Tensor:
+    """Weight scales per activation block: [Kp / block, N] (a weight group spans group / block
+    blocks; per-channel scales repeat)."""
+    if group_size:
+        return scales.reshape(Kp // group_size, N).repeat_interleave(group_size // block, dim=0)
+    return scales.reshape(1, N).expand(Kp // block, N).contiguous()
+
 
 def int_matmul_reference(xq: torch.Tensor, x_scale, x_zp: int, wq: torch.Tensor, w_scales: torch.Tensor,
                          group_size: int) -> torch.Tensor:
@@ -104,6 +140,21 @@ def linear_w8a8_dynamic(x: torch.Tensor, weight: torch.Tensor, scales: torch.Ten
     yo = outlier_part(x, outlier_idx, outlier_weight)
     return y if yo is None else y + yo
 
+@torch.library.custom_op("qmlir::linear_w8a8_block", mutates_args=())
+def linear_w8a8_block(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, group_size: int, block: int,
+                      outlier_idx: Optional[torch.Tensor], outlier_weight: Optional[torch.Tensor]) -> torch.Tensor:
+    """Block-dynamic W8A8: x quantized per block of `block` columns of each row at run time
+    (llama.cpp's Q8_0 x Q8_0 arithmetic); one i32 sum and one float rescale per block. The
+    weight is in the panel layout (quant_storage.pack_panels); N is the scales' last dimension."""
+    xr = regular_columns(x, outlier_idx)
+    N = scales.shape[-1]
+    wq = unpack_panels(weight, N)
+    Kp = wq.shape[0]
+    xq, s = quantize_blocks(_pad(xr, Kp), block)
+    y = block_matmul_reference(xq, s, wq, block_weight_scales(scales, Kp, N, group_size, block), block)
+    yo = outlier_part(x, outlier_idx, outlier_weight)
+    return y if yo is None else y + yo
+
 @linear_weight_only.register_fake
 def _(x, weight, scales, zero_points, bits, group_size):
     return x.new_empty(x.shape[0], weight.shape[1], dtype=torch.float32)
@@ -115,3 +166,7 @@ def _(x, weight, scales, act_scale, act_zero_point, group_size, outlier_idx, out
 @linear_w8a8_dynamic.register_fake
 def _(x, weight, scales, group_size, outlier_idx, outlier_weight):
     return x.new_empty(x.shape[0], weight.shape[1], dtype=torch.float32)
+
+@linear_w8a8_block.register_fake
+def _(x, weight, scales, group_size, block, outlier_idx, outlier_weight):
+    return x.new_empty(x.shape[0], scales.shape[-1], dtype=torch.float32)

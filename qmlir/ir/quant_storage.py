@@ -85,6 +85,29 @@ def quantize_weight(weight: torch.Tensor, bits: int, granularity: str, group_siz
     return QuantizedWeight(storage, scales, bits, group, K, zps)
 
 
+PANEL = 64  # columns per panel of the panel layout (block-dynamic W8A8 weights)
+
+
+def pack_panels(q: torch.Tensor) -> torch.Tensor:
+    """[Kp, N] int8 (Kp % 4 == 0) -> the panel layout [ceil(N / 64), Kp / 4, 64, 4]: panels of 64
+    columns, each panel's rows in groups of four with the four values of one column adjacent
+    (packed[p, kq, c, r] = q[4 kq + r, 64 p + c]; columns past N are zeros). Each panel is
+    contiguous, and each 64 bytes of it are the operand layout of `vpdpbusd` for 16 columns."""
+    Kp, N = q.shape
+    if Kp % 4:
+        raise ValueError(f"panel layout: {Kp} rows is not a multiple of 4")
+    P = -(-N // PANEL)
+    if P * PANEL != N:
+        q = torch.cat([q, q.new_zeros(Kp, P * PANEL - N)], dim=1)
+    return q.reshape(Kp // 4, 4, P, PANEL).permute(2, 0, 3, 1).contiguous()
+
+
+def unpack_panels(packed: torch.Tensor, n: int) -> torch.Tensor:
+    """Inverse of `pack_panels`: [Kp, n] int8."""
+    P, Q, _, _ = packed.shape
+    return packed.permute(1, 3, 0, 2).reshape(4 * Q, P * PANEL)[:, :n]
+
+
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
     """[Kp, N] int8 in [-8, 7] -> [Kp/2, N] int8 bytes: row 2i in the low nibble, 2i+1 in the high."""
     lo = q[0::2].to(torch.int16) & 0xF

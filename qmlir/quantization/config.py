@@ -21,7 +21,7 @@ _CHOICES = {
     "weight_dtype": ("int8", "int4", "bf16", "f16"),
     "weight_granularity": ("tensor", "channel", "group"),
     "act_dtype": ("int8", "none"),
-    "act_granularity": ("tensor", "token"),
+    "act_granularity": ("tensor", "token", "block"),
     "act_calib": ("minmax", "absmax", "percentile"),
     "outlier_dtype": ("f16", "bf16", "f32"),
     "weight_algorithm": ("rtn", "gptq"),
@@ -31,7 +31,7 @@ _CHOICES = {
 # The keys a per-layer override (QuantConfig.layers) may set: how one layer is quantized. The
 # others are model-wide (calibration, the smoothing searches, which layers are skipped).
 LAYER_KEYS = ("weight_dtype", "weight_granularity", "group_size", "weight_symmetric", "weight_algorithm",
-              "gptq_damp", "gptq_act_order", "act_dtype", "act_granularity", "act_calib", "act_percentile",
+              "gptq_damp", "gptq_act_order", "act_dtype", "act_granularity", "act_block", "act_calib", "act_percentile",
               "act_symmetric", "outlier_threshold", "outlier_dtype")
 
 
@@ -57,7 +57,10 @@ class QuantConfig:
                         int8 per tensor or channel)
     act_dtype           int8 (W8A8) | none (weight-only)
     act_granularity     tensor (static: one scale per layer from calibration) |
-                        token (dynamic: one scale per row, computed at run time)
+                        token (dynamic: one scale per row, computed at run time) |
+                        block (dynamic: one scale per `act_block` columns of each row, llama.cpp's
+                        Q8_0 activations; weights per channel or in groups of a multiple of act_block)
+    act_block           columns per activation scale with act_granularity=block (a multiple of 4)
     act_calib           minmax | absmax | percentile (static activations only)
     act_symmetric       False gives static activations a zero point (minmax range)
     smoothquant_alpha   None (off), a float in [0, 1], or "auto" (per-layer grid search); W8A8
@@ -83,6 +86,7 @@ class QuantConfig:
     gptq_sequential: bool = False
     act_dtype: str = "none"
     act_granularity: str = "tensor"
+    act_block: int = 32
     act_calib: str = "absmax"
     act_percentile: float = 99.99
     act_symmetric: bool = True
@@ -105,6 +109,17 @@ class QuantConfig:
         if self.group_size != type(self).__dataclass_fields__["group_size"].default and self.weight_granularity != "group":
             raise QuantConfigError(f"group_size={self.group_size} has no effect with weight_granularity="
                                    f"{self.weight_granularity!r}: set weight_granularity='group'")
+        b = self.act_block
+        if not isinstance(b, int) or isinstance(b, bool) or b < 4 or b % 4:
+            raise QuantConfigError(f"act_block={b!r}: expected a multiple of 4")
+        if b != type(self).__dataclass_fields__["act_block"].default and self.act_granularity != "block":
+            raise QuantConfigError(f"act_block={b} has no effect with act_granularity={self.act_granularity!r}: "
+                                   "set act_granularity='block'")
+        if self.act_granularity == "block" and self.weight_granularity == "group" and self.group_size % b:
+            raise QuantConfigError(f"act_granularity=block: group_size={self.group_size} must be a multiple of "
+                                   f"act_block={b} (one weight scale per activation block)")
+        if self.act_granularity == "block" and self.weight_granularity == "tensor":
+            raise QuantConfigError("act_granularity=block takes per-channel or grouped weights")
         if not (isinstance(self.act_percentile, (int, float)) and 0 < self.act_percentile <= 100):
             raise QuantConfigError(f"act_percentile={self.act_percentile!r}: expected a number in (0, 100]")
         if self.weight_algorithm == "gptq" and not self.is_integer:
@@ -227,7 +242,9 @@ class QuantConfig:
         if self.act_dtype == "none":
             text = f"{w} weight-only ({gran})"
         else:
-            text = f"{w}A8 {'static' if self.static_activations else 'dynamic per-token'} ({gran})"
+            kind = "static" if self.static_activations else (
+                f"dynamic per block of {self.act_block}" if self.act_granularity == "block" else "dynamic per-token")
+            text = f"{w}A8 {kind} ({gran})"
         if self.smoothquant_alpha is not None:
             text += f", SmoothQuant alpha={self.smoothquant_alpha}"
         if self.awq_alpha is not None:
@@ -313,6 +330,9 @@ PRESETS = {
                                   weight_symmetric=False, weight_algorithm="gptq"),
     "w8a8-static": QuantConfig(act_dtype="int8", act_granularity="tensor"),
     "w8a8-dynamic": QuantConfig(act_dtype="int8", act_granularity="token"),
+    # llama.cpp's Q8_0: weights in groups of 32, activations quantized per block of 32 at run time
+    "w8a8-block32": QuantConfig(act_dtype="int8", act_granularity="block", act_block=32,
+                                weight_granularity="group", group_size=32),
     "w8a8-smoothquant": QuantConfig(act_dtype="int8", act_granularity="tensor", smoothquant_alpha=0.5),
     "w8a8-outliers": QuantConfig(act_dtype="int8", act_granularity="tensor", outlier_threshold=6.0),
     "w8a8-smoothquant-auto": QuantConfig(act_dtype="int8", act_granularity="tensor", smoothquant_alpha="auto"),

@@ -17,7 +17,8 @@ from qmlir.ir.constants import freeze
 class QuantizedLinear(torch.nn.Module):
     """y = op(x * smooth_inv) + bias, with op one of linear_weight_only / linear_w8a8(_dynamic).
 
-    mode: "weight_only" | "w8a8_static" | "w8a8_dynamic"
+    mode: "weight_only" | "w8a8_static" | "w8a8_dynamic" | "w8a8_block" (activation scales per
+    `act_block` columns of each row)
     """
 
     _FROZEN = ("scales", "zero_points", "outlier_idx")
@@ -26,11 +27,14 @@ class QuantizedLinear(torch.nn.Module):
                  weight: torch.Tensor, scales: torch.Tensor, bias: Optional[torch.Tensor] = None,
                  act_scale: float = 0.0, act_zero_point: int = 0, smooth_inv: Optional[torch.Tensor] = None,
                  outlier_idx: Optional[torch.Tensor] = None, outlier_weight: Optional[torch.Tensor] = None,
-                 zero_points: Optional[torch.Tensor] = None):
+                 zero_points: Optional[torch.Tensor] = None, act_block: int = 0):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.mode, self.bits, self.group_size = mode, bits, group_size
         self.act_scale, self.act_zero_point = float(act_scale), int(act_zero_point)
+        self.act_block = int(act_block)
+        if (mode == "w8a8_block") != (self.act_block > 0):
+            raise ValueError(f"QuantizedLinear: act_block={act_block} with mode {mode}")
         self.register_buffer("weight", weight)
         self.register_buffer("scales", scales)
         self.register_buffer("zero_points", zero_points)
@@ -65,6 +69,8 @@ class QuantizedLinear(torch.nn.Module):
             text += ", asymmetric"
         if self.mode == "w8a8_static":
             text += f", act_scale={self.act_scale:.4g}, act_zp={self.act_zero_point}"
+        if self.mode == "w8a8_block":
+            text += f", act_block={self.act_block}"
         if self.smooth_inv is not None:
             text += ", smooth"
         if self.n_outliers:
@@ -82,6 +88,9 @@ class QuantizedLinear(torch.nn.Module):
         elif self.mode == "w8a8_static":
             y = torch.ops.qmlir.linear_w8a8(x2, self.weight, self.scales, self.act_scale, self.act_zero_point,
                                             self.group_size, self.outlier_idx, self.outlier_weight)
+        elif self.mode == "w8a8_block":
+            y = torch.ops.qmlir.linear_w8a8_block(x2, self.weight, self.scales, self.group_size, self.act_block,
+                                                  self.outlier_idx, self.outlier_weight)
         else:
             y = torch.ops.qmlir.linear_w8a8_dynamic(x2, self.weight, self.scales, self.group_size,
                                                     self.outlier_idx, self.outlier_weight)

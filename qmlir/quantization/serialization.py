@@ -31,7 +31,7 @@ def _layer_meta(mod: torch.nn.Module) -> dict:
     if isinstance(mod, QuantizedLinear):
         return {"kind": "quantized", "mode": mod.mode, "bits": mod.bits, "group_size": mod.group_size,
                 "in_features": mod.in_features, "out_features": mod.out_features, "act_scale": mod.act_scale,
-                "act_zero_point": mod.act_zero_point,
+                "act_zero_point": mod.act_zero_point, "act_block": mod.act_block,
                 "buffers": sorted(k for k, v in mod._buffers.items() if v is not None)}
     return {"kind": "cast", "dtype": str(mod.dtype), "in_features": mod.in_features,
             "out_features": mod.out_features, "bias": mod.bias is not None}
@@ -94,7 +94,8 @@ def _empty_layer(name: str, meta: dict, shapes: dict) -> torch.nn.Module:
     return QuantizedLinear(meta["in_features"], meta["out_features"], meta["mode"], meta["bits"], meta["group_size"],
                            buf("weight"), buf("scales"), buf("bias"),
                            meta["act_scale"], meta["act_zero_point"], buf("smooth_inv"),
-                           buf("outlier_idx"), buf("outlier_weight"), buf("zero_points"))
+                           buf("outlier_idx"), buf("outlier_weight"), buf("zero_points"),
+                           act_block=meta.get("act_block", 0))
 
 
 def load_quantized(model: torch.nn.Module, path: Union[str, Path]) -> torch.nn.Module:

@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 
 import torch
 
-from qmlir.ir.quant_ops import quantize_per_token, quantize_static
+from qmlir.ir.quant_ops import quantize_blocks, quantize_per_token, quantize_static
 from qmlir.ir.quant_storage import dequantize_weight, quantize_weight
 from qmlir.quantization.config import QuantConfig
 
@@ -57,12 +57,17 @@ def fake_weight(w: torch.Tensor, cfg: QuantConfig) -> torch.Tensor:
 
 def fake_activation(x: torch.Tensor, cfg: QuantConfig, params: Optional[tuple] = None) -> torch.Tensor:
     """x [M, K] through the config's activation quantization: static (`params` = (scale, zp),
-    saturating) or dynamic per token; unchanged for weight-only configs."""
+    saturating), dynamic per token or per block of columns; unchanged for weight-only configs."""
     if cfg.act_dtype == "none":
         return x
     if cfg.static_activations:
         scale, zp = params
         return (quantize_static(x, scale, zp).to(torch.float32) - zp) * scale
+    if cfg.act_granularity == "block":
+        M, K = x.shape
+        Kp = -(-K // cfg.act_block) * cfg.act_block
+        q, scale = quantize_blocks(torch.nn.functional.pad(x, (0, Kp - K)), cfg.act_block)
+        return (q.to(torch.float32).reshape(M, -1, cfg.act_block) * scale[:, :, None]).reshape(M, Kp)[:, :K]
     q, scale = quantize_per_token(x)
     return q.to(torch.float32) * scale[:, None]
 

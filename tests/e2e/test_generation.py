@@ -59,6 +59,7 @@ MODES = [
     ("int4-gptq", "int4-g128-gptq", 1e-3),
     ("w8a8-static", "w8a8-static", 1e-3),
     ("w8a8-dynamic", "w8a8-dynamic", 1e-3),
+    ("w8a8-block32", "w8a8-block32", 1e-3),
     ("w8a8-outliers", "w8a8-outliers", 1e-3),
 ]
 

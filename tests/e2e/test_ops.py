@@ -272,6 +272,8 @@ QUANT_CASES = [
     ("weight_only_int4_group", dict(weight_dtype="int4", weight_granularity="group", group_size=8)),
     ("w8a8_static", dict(act_dtype="int8", act_symmetric=False, act_calib="minmax")),
     ("w8a8_dynamic_outliers", dict(act_dtype="int8", act_granularity="token", outlier_threshold=2.0)),
+    ("w8a8_block", dict(act_dtype="int8", act_granularity="block", act_block=4, weight_granularity="group",
+                        group_size=8)),
 ]
 
 

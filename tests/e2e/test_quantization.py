@@ -197,6 +197,10 @@ MODES = {
     "w8a8_static_percentile_group": QuantConfig(act_dtype="int8", act_calib="percentile", act_percentile=99.0,
                                                 weight_granularity="group", group_size=16),
     "w8a8_dynamic": QuantConfig(act_dtype="int8", act_granularity="token"),
+    "w8a8_block32_g32": QuantConfig(act_dtype="int8", act_granularity="block", weight_granularity="group",
+                                    group_size=32),  # K=40 padded to 64
+    "w8a8_block8_channel_outliers": QuantConfig(act_dtype="int8", act_granularity="block", act_block=8,
+                                                outlier_threshold=1.5),
     "w8a8_smoothquant_auto": QuantConfig(act_dtype="int8", smoothquant_alpha="auto", smoothquant_grid=5),
     "w8a8_outliers": QuantConfig(act_dtype="int8", outlier_threshold=1.5, outlier_dtype="f16"),
     "w8a8_dynamic_outliers_bf16": QuantConfig(act_dtype="int8", act_granularity="token", outlier_threshold=1.5,
@@ -214,7 +218,8 @@ MODES = {
 FLOORS = {
     "int8_weight_only": (47, 42), "int8_weight_only_tensor": (45, 37), "int4_g32_padded": (22, 17),
     "w8a8_static": (36, 37), "w8a8_static_asym_minmax": (37, 36), "w8a8_static_percentile_group": (25, 24),
-    "w8a8_dynamic": (40, 39), "w8a8_smoothquant_auto": (36, 37), "w8a8_outliers": (57, 39),
+    "w8a8_dynamic": (40, 39), "w8a8_block32_g32": (40, 39), "w8a8_block8_channel_outliers": (50, 39),
+    "w8a8_smoothquant_auto": (36, 37), "w8a8_outliers": (57, 39),
     "w8a8_dynamic_outliers_bf16": (50, 42), "int4_awq": (21, 17), "int4_asym_gptq": (18, 18),
     "int8_asym_channel": (46, 43), "bf16": (48, 48),
 }
@@ -256,7 +261,8 @@ def test_integer_part_is_bit_exact(dynamic):
 
 @pytest.mark.parametrize("mode", ["int8_weight_only", "int4_g32_padded", "int4_awq", "int4_asym_gptq",
                                   "w8a8_static_asym_minmax",
-                                  "w8a8_dynamic", "w8a8_smoothquant_auto", "w8a8_outliers", "bf16"])
+                                  "w8a8_dynamic", "w8a8_block32_g32", "w8a8_smoothquant_auto", "w8a8_outliers",
+                                  "bf16"])
 def test_llama_eager_equals_compiled(mode):
     """A whole (tiny, random) Llama: both paths agree; quantization error vs float is small."""
     model = tiny_llama()

@@ -2,7 +2,7 @@
 # The IR qmlir.quantize'd linear layers import to, one section per mode: integer weight
 # storage is a function argument, scales live in !quant.uniform types (and are not function
 # arguments: nothing reads the buffers), activations are quant.qcast (static) or integer IR
-# (dynamic per token).
+# (dynamic per token or per block; block-dynamic weights come in the panel layout).
 import torch
 import qmlir
 from qmlir.testing import print_ir
@@ -57,6 +57,19 @@ print_ir(q(act_dtype="int8", act_calib="minmax", act_symmetric=False), x, title=
 # CHECK: arith.fptosi %{{.+}} : f32 to i8
 # CHECK: linalg.matmul ins(%{{.+}}, %{{.+}} : tensor<3x8xi8>, tensor<8x4xi8>) outs(%{{.+}} : tensor<3x4xi32>)
 print_ir(q(act_dtype="int8", act_granularity="token"), x, title="W8A8 dynamic per token")
+
+# CHECK-LABEL: // W8A8 dynamic per block of 4
+# CHECK: func.func @forward(%{{.+}}: tensor<3x8xf32>, %{{.+}}: tensor<1x2x64x4xi8>, %{{.+}}: tensor<4xf32>) -> tensor<3x4xf32>
+# CHECK: linalg.generic {{.+}} ins(%{{.+}} : tensor<3x2x4xf32>) outs(%{{.+}} : tensor<3x2xf32>)
+# CHECK: math.absf
+# CHECK: math.roundeven
+# CHECK: %[[S:.+]] = arith.constant dense<{{.+}}> : tensor<1x2x64xf32>
+# CHECK: %{{.+}}:2 = linalg.generic {{.+}} iterator_types = ["parallel", "parallel", "reduction", "reduction"]} ins(%{{.+}}, %{{.+}}, %{{.+}}, %[[S]] : tensor<3x2x4xi8>, tensor<1x2x64x4xi8>, tensor<3x2xf32>, tensor<1x2x64xf32>) outs(%{{.+}}, %{{.+}} : tensor<3x64xi32>, tensor<3x64xf32>)
+# CHECK: linalg.index 3
+# CHECK: arith.muli
+# CHECK: arith.sitofp
+# CHECK: tensor.extract_slice %{{.+}}#1[0, 0] [3, 4] [1, 1] : tensor<3x64xf32> to tensor<3x4xf32>
+print_ir(q(act_dtype="int8", act_granularity="block", act_block=4), x, title="W8A8 dynamic per block of 4")
 
 # CHECK-LABEL: // W8A8 static with outlier channels in f16
 # CHECK: func.func @forward({{.+}}tensor<{{[0-9]+}}x4xf16>

@@ -1,0 +1,201 @@
+"""Kernel `int8_block_dot`: the block-scaled integer matmul (qmlir/ir/block_matmul.py, the
+block-dynamic W8A8 layers' product, llama.cpp's Q8_0 dot product) on AVX512_VNNI `vpdpbusd`.
+
+    y[m, n] += sum_g f32(sum_{b < B} x[m, g, b] * w[g, b, n]) * (sa[m, g] * sw[g, n])
+
+Each block's i32 sum stays in registers: for a 64-column tile of w and up to four rows of x,
+
+    for each block g:   acc[row][4 x 16 lanes] = 0
+      for k in the block, step 4:
+        four weight rows k..k+3 (64 bytes each, read in place) interleaved by `vector.shuffle`
+        into the instruction's layout (each i32 lane holds the four k of one column), their
+        sign bits flipped (w + 128: the unsigned operand), and per row of x its four bytes
+        x[m, g, k..k+3] broadcast as the signed operand: acc = vpdpbusd(acc, w + 128, x)
+      y[m, tile] += f32(acc - 128 * sum_b x[m, g, b]) * (sa[m, g] * sw[g, tile])
+
+The correction is exact in i32 (sum (w + 128) x = sum w x + 128 sum x); the block sums of x
+are computed once per call. The float steps are the rescaling generic's, in its order (one
+rescale per block, the blocks added to y in order), so the kernel's result is bit-identical to
+any other door's. At M = 1 every weight byte is read once (a decode step's linears stream their
+weights); a tile's weights stay in L1 across the row tiles of a longer M. Weights of 2 MB and
+more split their columns over the target's threads (scf.forall: tasks of the async runtime).
+
+Selected for targets with avx512_vnni when N % 64 == 0 and B % 4 == 0; other shapes (N tails)
+run the generics as written. Config: mr (rows per tile), tasks.
+"""
+from __future__ import annotations
+
+from mlir import ir
+
+from qmlir.ir import block_matmul
+from qmlir.kernels.base import Kernel, largest_divisor, register_kernel, splice
+from qmlir.kernels.int8_vnni import _VPDPBUSD
+
+_NR = block_matmul.PANEL  # columns per panel: four 16-lane i32 accumulators per row
+_MIN_THREAD_BYTES = 8 << 20  # smaller weights run on one thread: a 2.4 MB one took 2x longer on two (the
+# async runtime's dispatch), a 28 MB one 20% less
+
+
+def tiles(d: block_matmul.BlockMatmul, threads: int) -> dict:
+    mr = min(4, d.m)
+    tasks = 1
+    if threads > 1 and d.k * d.n >= _MIN_THREAD_BYTES:
+        tasks = largest_divisor(d.n // _NR, threads, 1) or 1
+    return {"mr": mr, "tasks": tasks}
+
+
+def _row_tile(w, rows: int, m0: str, tag: str, types: dict) -> None:
+    """The body for `rows` rows starting at index value `m0` and the panel %p (columns %ncol)."""
+    xt, sat, swt, yt = types["x"], types["sa"], types["sw"], types["y"]
+    v8, v32, vf = "vector<64xi8>", "vector<16xi32>", "vector<16xf32>"
+    accs = [f"%a{tag}{i}_{q}" for i in range(rows) for q in range(4)]
+    ind = "        "
+    w(f"{ind}scf.for %g{tag} = %c0 to %cG step %c1 {{")
+    w(f"{ind}  %q0{tag} = affine.apply affine_map<(d0) -> (d0 * {types['S']})>(%g{tag})")
+    w(f"{ind}  %acc{tag}:{len(accs)} = scf.for %s{tag} = %c0 to %cS step %c1 iter_args("
+      f"{', '.join(a + ' = %zero' for a in accs)}) -> ({', '.join([v32] * len(accs))}) {{")
+    i2 = ind + "    "
+    w(f"{i2}%kq{tag} = arith.addi %q0{tag}, %s{tag} : index")
+    w(f"{i2}%k{tag} = affine.apply affine_map<(d0) -> (d0 * 4)>(%s{tag})")
+    for q in range(4):  # 16 columns x 4 rows each, in the instruction's layout; w + 128 is the unsigned operand
+        w(f"{i2}%v{tag}{q} = vector.transfer_read %wf[%p, %kq{tag}, %c{64 * q}], %pad {{in_bounds = [true]}} : "
+          f"{types['wf']}, {v8}")
+        w(f"{i2}%u{tag}{q} = arith.xori %v{tag}{q}, %sign : {v8}")
+    outs = []
+    for i in range(rows):
+        w(f"{i2}%mi{tag}{i} = affine.apply affine_map<(d0) -> (d0 + {i})>({m0})")
+        w(f"{i2}%xb{tag}{i} = vector.transfer_read %x[%mi{tag}{i}, %g{tag}, %k{tag}], %pad {{in_bounds = [true]}} : "
+          f"{xt}, vector<4xi8>")
+        w(f"{i2}%xw{tag}{i} = vector.bitcast %xb{tag}{i} : vector<4xi8> to vector<1xi32>")
+        w(f"{i2}%xs{tag}{i} = vector.extract %xw{tag}{i}[0] : i32 from vector<1xi32>")
+        w(f"{i2}%xv{tag}{i} = vector.broadcast %xs{tag}{i} : i32 to {v32}")
+        w(f"{i2}%xc{tag}{i} = vector.bitcast %xv{tag}{i} : {v32} to {v8}")
+        for q in range(4):
+            w(f"{i2}%d{tag}{i}_{q} = llvm.call_intrinsic \"{_VPDPBUSD}\"(%a{tag}{i}_{q}, %u{tag}{q}, %xc{tag}{i}) : "
+              f"({v32}, {v8}, {v8}) -> {v32}")
+            outs.append(f"%d{tag}{i}_{q}")
+    w(f"{i2}scf.yield {', '.join(outs)} : {', '.join([v32] * len(accs))}")
+    w(f"{ind}  }}")
+    i1 = ind + "  "
+    for i in range(rows):
+        w(f"{i1}%oi{tag}{i} = affine.apply affine_map<(d0) -> (d0 + {i})>({m0})")
+        w(f"{i1}%sum{tag}{i} = memref.load %xsum[%oi{tag}{i}, %g{tag}] : memref<{types['M']}x{types['G']}xi32>")
+        w(f"{i1}%sum7{tag}{i} = arith.shli %sum{tag}{i}, %c7i : i32")
+        w(f"{i1}%corr{tag}{i} = vector.broadcast %sum7{tag}{i} : i32 to {v32}")
+        w(f"{i1}%sa{tag}{i} = memref.load %sa[%oi{tag}{i}, %g{tag}] : {sat}")
+        w(f"{i1}%sav{tag}{i} = vector.broadcast %sa{tag}{i} : f32 to {vf}")
+        for q in range(4):
+            t = f"{tag}{i}_{q}"
+            w(f"{i1}%oc{t} = affine.apply affine_map<(d0) -> (d0 + {16 * q})>(%ncol)")
+            w(f"{i1}%fix{t} = arith.subi %acc{tag}#{i * 4 + q}, %corr{tag}{i} : {v32}")
+            w(f"{i1}%f{t} = arith.sitofp %fix{t} : {v32} to {vf}")
+            w(f"{i1}%sw{t} = vector.transfer_read %sw[%p, %g{tag}, %c{16 * q}], %fpad {{in_bounds = [true]}} : {swt}, {vf}")
+            w(f"{i1}%sc{t} = arith.mulf %sav{tag}{i}, %sw{t} : {vf}")
+            w(f"{i1}%p{t} = arith.mulf %f{t}, %sc{t} : {vf}")
+            w(f"{i1}%old{t} = vector.transfer_read %y[%oi{tag}{i}, %oc{t}], %fpad {{in_bounds = [true]}} : {yt}, {vf}")
+            w(f"{i1}%new{t} = arith.addf %old{t}, %p{t} : {vf}")
+            w(f"{i1}vector.transfer_write %new{t}, %y[%oi{tag}{i}, %oc{t}] {{in_bounds = [true]}} : {vf}, {yt}")
+    w(f"{ind}}}")
+
+
+def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, types: dict) -> str:
+    """The kernel as a function @name(x, w, sa, sw, y) adding the block-scaled product into y
+    (memrefs of `types`: x [M, G, B] i8, w [N/64, K/4, 64, 4] i8 panels, sa [M, G], sw [N/64, G, 64]
+    panels, y [M, N] f32)."""
+    M, N, G, B = d.m, d.n, d.blocks, d.block
+    P, Q = N // _NR, d.k // 4
+    wf = f"memref<{P}x{Q}x256xi8>"
+    types = dict(types, M=M, G=G, S=B // 4, wf=wf)
+    per_task = P // tasks
+    main = M - M % mr
+    L = []
+    w = L.append
+    w(f"func.func private @{name}(%x: {types['x']}, %w: {types['w']}, %sa: {types['sa']}, %sw: {types['sw']}, "
+      f"%y: {types['y']}) {{")
+    w("  %c0 = arith.constant 0 : index")
+    w("  %c1 = arith.constant 1 : index")
+    for c in sorted({16 * q for q in range(1, 4)} | {64 * q for q in range(1, 4)}):
+        w(f"  %c{c} = arith.constant {c} : index")
+    w(f"  %cG = arith.constant {G} : index")
+    w(f"  %cS = arith.constant {B // 4} : index")
+    w(f"  %cM = arith.constant {M} : index")
+    w(f"  %cMain = arith.constant {main} : index")
+    w(f"  %cMR = arith.constant {mr} : index")
+    w(f"  %cPT = arith.constant {per_task} : index")
+    w("  %c7i = arith.constant 7 : i32")
+    w("  %pad = arith.constant 0 : i8")
+    w("  %fpad = arith.constant 0.0 : f32")
+    w("  %zero = arith.constant dense<0> : vector<16xi32>")
+    w("  %sign = arith.constant dense<-128> : vector<64xi8>")
+    if types["w_identity"]:
+        w(f"  %wf = memref.collapse_shape %w [[0], [1], [2, 3]] : {types['w']} into {wf}")
+    else:  # a strided view (not what bufferization makes of a weight argument): a contiguous copy first
+        w(f"  %wc = memref.alloc() {{alignment = 64 : i64}} : memref<{P}x{Q}x64x4xi8>")
+        w(f"  memref.copy %w, %wc : {types['w']} to memref<{P}x{Q}x64x4xi8>")
+        w(f"  %wf = memref.collapse_shape %wc [[0], [1], [2, 3]] : memref<{P}x{Q}x64x4xi8> into {wf}")
+    # the block sums of x, for the correction of the unsigned weight operand
+    w(f"  %xsum = memref.alloc() {{alignment = 64 : i64}} : memref<{M}x{G}xi32>")
+    w("  scf.for %m = %c0 to %cM step %c1 {")
+    w("    scf.for %g = %c0 to %cG step %c1 {")
+    w(f"      %xv = vector.transfer_read %x[%m, %g, %c0], %pad {{in_bounds = [true]}} : {types['x']}, vector<{B}xi8>")
+    w(f"      %xe = arith.extsi %xv : vector<{B}xi8> to vector<{B}xi32>")
+    w(f"      %xr = vector.reduction <add>, %xe : vector<{B}xi32> into i32")
+    w(f"      memref.store %xr, %xsum[%m, %g] : memref<{M}x{G}xi32>")
+    w("    }")
+    w("  }")
+    w(f"  scf.forall (%t) in ({tasks}) {{")
+    w(f"    %p0 = affine.apply affine_map<(d0) -> (d0 * {per_task})>(%t)")
+    w("    scf.for %pi = %c0 to %cPT step %c1 {")
+    w("      %p = arith.addi %p0, %pi : index")
+    w(f"      %ncol = affine.apply affine_map<(d0) -> (d0 * {_NR})>(%p)")
+    if main:
+        w("      scf.for %m0 = %c0 to %cMain step %cMR {")
+        _row_tile(w, mr, "%m0", "A", types)
+        w("      }")
+    if main < M:
+        w("      scf.for %m1 = %cMain to %cM step %c1 {")
+        _row_tile(w, 1, "%m1", "T", types)
+        w("      }")
+    w("    }")
+    w("  }")
+    w(f"  memref.dealloc %xsum : memref<{M}x{G}xi32>")
+    if not types["w_identity"]:
+        w(f"  memref.dealloc %wc : memref<{P}x{Q}x64x4xi8>")
+    w("  return")
+    w("}")
+    return "\n".join(L)
+
+
+def select(op: ir.Operation, threads: int) -> dict | None:
+    """{mr, tasks} for a block-scaled matmul generic, or None."""
+    d = block_matmul.match(op)
+    return None if d is None else tiles(d, threads)
+
+
+def expand(module, chosen: list) -> int:
+    """Replace each (block-scaled matmul generic on memrefs, config) by the kernel's body, in
+    place (the generic's scratch output, the running block sum, is not needed)."""
+    for op, cfg in chosen:
+        d = block_matmul.match(op)
+        if d is None:
+            raise TypeError(f"{op.location}: kernel int8_block_dot recorded on an op that is not a block-scaled matmul")
+        x, w, sa, sw, _, y = op.operands
+        if not isinstance(y.type, ir.MemRefType):
+            raise TypeError(f"{op.location}: kernel int8_block_dot expands after bufferization; the op is on tensors")
+        types = {"x": str(x.type), "w": str(w.type), "sa": str(sa.type), "sw": str(sw.type), "y": str(y.type),
+                 "w_identity": ir.MemRefType(w.type).layout == ir.AffineMapAttr.get(ir.AffineMap.get_identity(4))}
+        splice(op, kernel_text("kernel", d, cfg["mr"], cfg["tasks"], types), (x, w, sa, sw, y), returns_result=False)
+    return len(chosen)
+
+
+KERNEL = register_kernel(Kernel(
+    name="int8_block_dot",
+    summary="block-scaled i8 x i8 matmuls (W8A8 with per-block activation scales, Q8_0) on AVX512_VNNI vpdpbusd, "
+            "block sums in registers",
+    stage="buffers",
+    features=frozenset({"avx512_vnni"}),
+    priority=35,
+    ops=("linalg.generic",),
+    select=select,
+    expand=expand,
+))

@@ -1,0 +1,140 @@
+"""Block-dynamic W8A8 (`act_granularity=block`, llama.cpp's Q8_0 arithmetic): activation
+quantization per block of columns, the panel layout of the weights, the block-scaled integer
+matmul (qmlir/ir/block_matmul.py) and its kernel int8_block_dot (qmlir/kernels), on edge shapes
+(M = 1/2/3/17, N tails padded to a panel, K padded to a block, groups and per channel, the
+threaded split), against the eager reference and through the portable door (kernel off)."""
+import numpy as np
+import pytest
+import torch
+from mlir import ir
+
+import qmlir
+from qmlir.ir.quant_ops import block_matmul_reference, quantize_blocks
+from qmlir.ir.quant_storage import pack_panels, unpack_panels
+from qmlir.quantization import QuantConfig, QuantConfigError
+from qmlir.quantization.linear import QuantizedLinear
+from qmlir.target import host
+from qmlir.target.kernel_choice import kernel_choices
+
+PORTABLE = qmlir.Target.cpu(features=())
+
+
+def _layer(K, N, seed, **cfg):
+    torch.manual_seed(seed)
+    lin = torch.nn.Sequential(torch.nn.Linear(K, N))
+    x = torch.randn(4, K) * torch.linspace(0.2, 3, K)
+    config = QuantConfig(act_dtype="int8", act_granularity="block", skip=[], **cfg)
+    return qmlir.quantize(lin, [x], config, progress=False)
+
+
+CASES = [  # M, K, N, config
+    (1, 576, 192, dict(weight_granularity="group", group_size=32)),
+    (2, 64, 128, dict()),
+    (3, 100, 64, dict(weight_granularity="group", group_size=32)),   # K padded to 128
+    (17, 96, 80, dict(weight_granularity="group", group_size=64)),   # N tail: one panel of 64 + 16
+    (5, 40, 1, dict(act_block=8)),                                   # one output column
+    (4, 256, 256, dict(act_block=16, weight_granularity="group", group_size=128)),
+]
+
+
+@pytest.mark.parametrize("M,K,N,cfg", CASES, ids=[f"M{c[0]}-K{c[1]}-N{c[2]}" for c in CASES])
+@pytest.mark.parametrize("door", ["target", "portable"])
+def test_compiled_equals_eager_bit_for_bit(M, K, N, cfg, door):
+    q = _layer(K, N, seed=M * 1000 + K + N, **cfg)
+    x = torch.randn(M, K) * 2
+    x[0, :8] = 0.0  # a zero block (scale 1) when the block is 8
+    compiled = qmlir.compile(q, (x,), target=PORTABLE) if door == "portable" else qmlir.compile(q, (x,))
+    with torch.no_grad():
+        assert torch.equal(compiled(x), q(x))
+
+
+def test_kernel_is_chosen_where_the_cpu_has_vnni():
+    if not host.has("avx512_vnni"):
+        pytest.skip("this CPU has no AVX512_VNNI")
+    q = _layer(64, 128, seed=0)
+    graphs = []
+    torch._dynamo.reset()
+    with torch.no_grad():
+        torch.compile(q, backend=qmlir.backend(on_import=graphs.append))(torch.randn(2, 64))
+    with graphs[0].module.context as ctx:
+        text = str(graphs[0].module)
+        assert kernel_choices(ir.Module.parse(text), qmlir.Target.cpu()) == ["int8_block_dot"]
+        assert kernel_choices(ir.Module.parse(text), PORTABLE) == []
+
+
+def test_threaded_split_of_a_large_weight():
+    """8 MB of weights: the columns split over two tasks; same numbers as eager."""
+    q = _layer(2048, 4096, seed=1, weight_granularity="group", group_size=32)
+    x = torch.randn(1, 2048)
+    with torch.no_grad():
+        assert torch.equal(qmlir.compile(q, (x,), target=qmlir.Target.cpu(threads=2))(x), q(x))
+
+
+def test_integer_part_is_exact():
+    """Unit scales (a 127 in every activation block and weight column) and integer inputs: the
+    output is the integer product itself."""
+    K, N, M = 64, 64, 3
+    g = torch.Generator().manual_seed(0)
+    wq = torch.randint(-127, 128, (K, N), generator=g, dtype=torch.int8)
+    wq[0] = 127
+    x = torch.randint(-127, 128, (M, K), generator=g).to(torch.float32)
+    x[:, ::32] = 127.0
+    layer = QuantizedLinear(K, N, "w8a8_block", 8, 0, pack_panels(wq), torch.ones(N), act_block=32)
+    expected = (x.to(torch.int64) @ wq.to(torch.int64)).to(torch.float32)
+    with torch.no_grad():
+        assert torch.equal(layer(x), expected)
+        assert torch.equal(qmlir.compile(layer, (x,))(x), expected)
+
+
+def test_reference_against_float64():
+    g = torch.Generator().manual_seed(2)
+    xq = torch.randint(-127, 128, (3, 96), generator=g, dtype=torch.int8)
+    wq = torch.randint(-128, 128, (96, 40), generator=g, dtype=torch.int8)
+    sx = torch.rand(3, 3, generator=g) + 0.01
+    sw = torch.rand(3, 40, generator=g) + 0.01
+    y = block_matmul_reference(xq, sx, wq, sw, 32)
+    ref = sum((xq[:, 32 * b:32 * b + 32].double() @ wq[32 * b:32 * b + 32].double())
+              * (sx[:, b:b + 1].double() * sw[b][None, :].double()) for b in range(3))
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-6, atol=1e-6 * float(ref.abs().max()))
+
+
+def test_block_quantization_rounds_half_to_even_and_saturates():
+    x = torch.tensor([[127.0, 2.5, -3.5, 1.5, 0.0, 0.0, 0.0, 0.0]])
+    q, s = quantize_blocks(x, 4)
+    assert s.tolist() == [[1.0, 1.0]]  # amax 127 -> scale 1; a zero block -> scale 1
+    assert q.tolist() == [[127, 2, -4, 2, 0, 0, 0, 0]]
+    q, s = quantize_blocks(torch.tensor([[-254.0, 1.0, 0.0, 0.0]]), 4)
+    assert q[0, 0] == -127 and s[0, 0] == 2.0
+
+
+def test_panel_layout_round_trips():
+    q = torch.randint(-128, 128, (12, 70), dtype=torch.int8)
+    packed = pack_panels(q)
+    assert packed.shape == (2, 3, 64, 4)
+    assert packed[1, 2, 3, 1] == q[9, 67] and packed[1, 2, 10, 0] == 0  # column 74 is padding
+    assert torch.equal(unpack_panels(packed, 70), q)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        pack_panels(q[:10])
+
+
+def test_save_and_load_keep_the_layout(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.ReLU(), torch.nn.Linear(96, 64))
+    x = torch.randn(3, 64)
+    q = qmlir.quantize(model, [x], "w8a8-block32", progress=False)
+    path = qmlir.save_quantized(q, tmp_path / "q.safetensors")
+    loaded = qmlir.load_quantized(model, path)
+    assert loaded[0].mode == "w8a8_block" and loaded[0].act_block == 32
+    with torch.no_grad():
+        assert torch.equal(loaded(x), q(x))
+
+
+@pytest.mark.parametrize("cfg,message", [
+    (dict(act_block=6), "multiple of 4"),
+    (dict(act_block=16), "has no effect"),
+    (dict(weight_granularity="group", group_size=48), "multiple of act_block=32"),
+    (dict(weight_granularity="tensor"), "per-channel or grouped"),
+])
+def test_config_errors(cfg, message):
+    gran = {} if cfg.get("act_block") == 16 else {"act_granularity": "block"}
+    with pytest.raises(QuantConfigError, match=message):
+        QuantConfig(act_dtype="int8", **gran, **cfg)
