@@ -14,7 +14,8 @@ constants written into the `!quant.uniform` types:
                 i8 x i8 -> i32 matmul with one rescale)
   W8A8 dynamic  per-token scales have no quant type: quantize rows, i8 x i8 -> i32, rescale.
   W8A8 block    scales per block of B columns of each row: quantize blocks, then the block-scaled
-                integer matmul of qmlir/ir/block_matmul.py (an i32 sum and a rescale per block).
+                integer matmul of qmlir/ir/block_matmul.py (an i32 sum and a rescale per block) on
+                the weight panels (int4: nibble panels, W4A8).
   outliers      regular channels as above (outlier columns masked to 0, their weight rows are
                 0 in storage); x[:, outliers] in the outlier dtype times the outlier rows,
                 accumulated in f32, added.
@@ -209,14 +210,16 @@ def linear_w8a8_block(ctx, node, *args, **kwargs):
     b, x, idx, w_out = _w8a8_inputs(ctx, node, args, kwargs)
     packed = b["weight"]
     pt = ir.RankedTensorType(packed.type)
-    block, group = int(b["block"]), int(b["group_size"])
+    block, group, bits = int(b["block"]), int(b["group_size"]), int(b["bits"])
+    if bits not in (4, 8):
+        raise UnsupportedOp(node, f"{bits}-bit weights: block-dynamic layers take 8 or 4")
     scales = _scales(ctx, b)
     N = scales.shape[-1]
     if pt.element_type != I8() or pt.rank != 4 or list(pt.shape[2:]) != [block_matmul.PANEL, 4] \
             or pt.shape[0] != -(-N // block_matmul.PANEL):
         raise UnsupportedOp(node, f"weight storage {packed.type} is not the panel layout of {N} columns")
-    Kp, Np = 4 * pt.shape[1], block_matmul.PANEL * pt.shape[0]
-    if block <= 0 or Kp % block or (group and group % block):
+    Kp, Np = (4 if bits == 8 else 8) * pt.shape[1], block_matmul.PANEL * pt.shape[0]
+    if block <= 0 or Kp % block or block % (4 if bits == 8 else 8) or (group and group % block):
         raise UnsupportedOp(node, f"activation blocks of {block} for a weight of {Kp} rows in groups of {group}: "
                                   "the block must divide the rows and the weight group")
     if scales.shape != ((Kp // group, N) if group else (N,)):
@@ -227,7 +230,7 @@ def linear_w8a8_block(ctx, node, *args, **kwargs):
     M = _shape(x)[0]
     by_panel = per_block.reshape(Kp // block, Np // block_matmul.PANEL, block_matmul.PANEL).transpose(1, 0, 2)
     y = block_matmul.build(q, packed, s, dense(np.ascontiguousarray(by_panel), F32()), block,
-                           fill([M, Np], F32(), 0.0))
+                           fill([M, Np], F32(), 0.0), bits)
     if Np != N:
         y = tensor.extract_slice(ir.RankedTensorType.get([M, N], F32()), y, [], [], [], [0, 0], [M, N], [1, 1])
     return _with_outliers(y, x, idx, w_out)

@@ -22,6 +22,10 @@ sum and y (iterators m, n parallel; g, b reductions, in that order):
       y' = b == B - 1 ? y + f32(a) * (sa * sw) : y            one rescale per block, in order
     }
 
+With 4-bit weights (W4A8, llama.cpp's Q4_0 x Q8_0) w is in the nibble panels of
+`pack_panels_int4` ([N/64, K/8, 64, 4] bytes, row k in the low nibble when (k / 4) is even, as
+q + 8) and the body takes the nibble and subtracts 8 before the product.
+
 The scratch output's initial value is never read (b == 0 restarts the sum), so any door runs the
 op as written; the `int8_block_dot` kernel (qmlir/kernels) expands it with the block sums in
 registers, in the same order. `build` and `match` are the one definition of the form; the eager
@@ -45,6 +49,7 @@ class BlockMatmul:
     n: int
     k: int
     block: int
+    bits: int = 8  # 4: the weight panels hold two unsigned nibbles (q + 8) per byte
 
     @property
     def blocks(self) -> int:
@@ -70,35 +75,56 @@ def _dims(n: int):
 PANEL = quant_storage.PANEL  # columns per weight panel
 
 
-def indexing_maps(block: int) -> List[ir.AffineMap]:
+def indexing_maps(block: int, bits: int = 8) -> List[ir.AffineMap]:
     m, n, g, b = _dims(4)
     k = g * block + b
-    w = [ir.AffineExpr.get_floor_div(n, PANEL), ir.AffineExpr.get_floor_div(k, 4), n % PANEL, k % 4]
+    rows = 4 if bits == 8 else 8  # rows of k per panel row
+    w = [ir.AffineExpr.get_floor_div(n, PANEL), ir.AffineExpr.get_floor_div(k, rows), n % PANEL, k % 4]
     sw = [ir.AffineExpr.get_floor_div(n, PANEL), g, n % PANEL]
     return [ir.AffineMap.get(4, 0, e) for e in ([m, g, b], w, [m, g], sw, [m, n], [m, n])]
 
 
-_BODY = ["linalg.index", "arith.extsi", "arith.extsi", "arith.muli", "arith.cmpi", "arith.select", "arith.addi",
+_NIBBLE = ["arith.andi", "arith.shrui", "arith.andi", "arith.divui", "arith.remui", "arith.cmpi", "arith.select",
+           "arith.subi"]
+_TAIL = ["arith.extsi", "arith.extsi", "arith.muli", "arith.cmpi", "arith.select", "arith.addi",
          "arith.cmpi", "arith.sitofp", "arith.mulf", "arith.mulf", "arith.addf", "arith.select", "linalg.yield"]
 _ITERATORS = ["#linalg.iterator_type<parallel>"] * 2 + ["#linalg.iterator_type<reduction>"] * 2
 
 
+def _body_names(bits: int) -> List[str]:
+    return ["linalg.index"] + (_NIBBLE if bits == 4 else []) + _TAIL
+
+
+def _nibble(byte: ir.Value, b: ir.Value) -> ir.Value:
+    """Inside the body: the int4 value of row k = g B + b from its panel byte: the low nibble for
+    (b / 4) even, the high one for odd, minus 8."""
+    i8, index = _i8(), ir.IndexType.get()
+    lo = arith.andi(byte, const(15, i8))
+    hi = arith.andi(arith.shrui(byte, const(4, i8)), const(15, i8))
+    half = arith.remui(arith.divui(b, arith.constant(index, 4)), arith.constant(index, 2))
+    even = arith.cmpi(arith.CmpIPredicate.eq, half, arith.constant(index, 0))
+    return arith.subi(arith.select(even, lo, hi), const(8, i8))
+
+
 def build(x_i8: ir.Value, w_i8: ir.Value, x_scales: ir.Value, w_scales: ir.Value, block: int,
-          init: ir.Value) -> ir.Value:
+          init: ir.Value, bits: int = 8) -> ir.Value:
     """The generic at the current insertion point; returns init + the block-scaled product.
-    x_i8 [M, K], w_i8 [N/64, K/4, 64, 4] (panels), x_scales [M, K/B] f32, w_scales [N/64, K/B, 64]
-    f32 (panels), init [M, N] f32."""
+    x_i8 [M, K], w_i8 [N/64, K/4, 64, 4] panels (bits=4: [N/64, K/8, 64, 4] nibble panels),
+    x_scales [M, K/B] f32, w_scales [N/64, K/B, 64] f32 (panels), init [M, N] f32."""
     M, K = ir.RankedTensorType(x_i8.type).shape
     P, Q = ir.RankedTensorType(w_i8.type).shape[:2]
     N = P * PANEL
-    if K % block or block % 4 or 4 * Q != K:
-        raise ValueError(f"block matmul: K={K}, block {block}, {4 * Q} weight rows")
+    rows = 4 if bits == 8 else 8
+    if bits not in (4, 8) or K % block or block % rows or rows * Q != K:
+        raise ValueError(f"block matmul: K={K}, block {block}, {rows * Q} weight rows of {bits} bits")
     G = K // block
     i32, f32 = _i32(), _f32()
     x3 = reshape(x_i8, [M, G, block])
 
     def body(xv, wv, sa, sw, acc, y):
         b = loop_index(3)
+        if bits == 4:
+            wv = _nibble(wv, b)
         prod = arith.muli(arith.extsi(i32, xv), arith.extsi(i32, wv))
         first = arith.cmpi(arith.CmpIPredicate.eq, b, arith.constant(ir.IndexType.get(), 0))
         a = arith.addi(arith.select(first, const(0, i32), acc), prod)
@@ -106,7 +132,7 @@ def build(x_i8: ir.Value, w_i8: ir.Value, x_scales: ir.Value, w_scales: ir.Value
         rescaled = arith.addf(y, arith.mulf(arith.sitofp(f32, a), arith.mulf(sa, sw)))
         return a, arith.select(last, rescaled, y)
 
-    maps = indexing_maps(block)
+    maps = indexing_maps(block, bits)
     return generic([x3, w_i8, x_scales, w_scales], maps[:4], [tensor.empty([M, N], i32), init], maps[4:],
                    ["parallel", "parallel", "reduction", "reduction"], body)[1]
 
@@ -131,17 +157,36 @@ def _index_constant(v: ir.Value) -> Optional[int]:
     return None
 
 
-def _wired(op: ir.Operation, block: int) -> bool:
+def _const_is(v: ir.Value, value: int) -> bool:
+    return _index_constant(v) == value
+
+
+def _wired(op: ir.Operation, block: int, bits: int) -> bool:
     """The body computes what `build` writes, with its constants."""
     block_ = op.regions[0].blocks[0]
     x, w, sa, sw, acc, y = block_.arguments
     body = [o.operation for o in block_.operations if o.operation.name != "arith.constant"]
-    if [o.name for o in body] != _BODY:
+    if [o.name for o in body] != _body_names(bits):
         return False
-    index, ex, ew, mul, first, restart, add, last, tofp, scale, prod, radd, pick, yld = body
+    index = body[0]
     eq = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 0)
+    weight = w
+    if bits == 4:
+        lo, sh, hi, div, rem, even, pick, sub = body[1:9]
+        if not (lo.operands[0] == w and _const_is(lo.operands[1], 15) and sh.operands[0] == w
+                and _const_is(sh.operands[1], 4) and hi.operands[0] == sh.results[0] and _const_is(hi.operands[1], 15)
+                and div.operands[0] == index.results[0] and _const_is(div.operands[1], 4)
+                and rem.operands[0] == div.results[0] and _const_is(rem.operands[1], 2)
+                and even.attributes["predicate"] == eq and even.operands[0] == rem.results[0]
+                and _const_is(even.operands[1], 0)
+                and list(pick.operands) == [even.results[0], lo.results[0], hi.results[0]]
+                and sub.operands[0] == pick.results[0] and _const_is(sub.operands[1], 8)):
+            return False
+        weight = sub.results[0]
+        body = body[:1] + body[9:]
+    index, ex, ew, mul, first, restart, add, last, tofp, scale, prod, radd, pick, yld = body
     return (index.attributes["dim"] == ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 3)
-            and ex.operands[0] == x and ew.operands[0] == w and ex.results[0].type == _i32()
+            and ex.operands[0] == x and ew.operands[0] == weight and ex.results[0].type == _i32()
             and ew.results[0].type == _i32() and list(mul.operands) == [ex.results[0], ew.results[0]]
             and first.attributes["predicate"] == eq and first.operands[0] == index.results[0]
             and _index_constant(first.operands[1]) == 0
@@ -162,7 +207,6 @@ def match(op: ir.Operation) -> Optional[BlockMatmul]:
     buffers); else None."""
     if op.name != "linalg.generic" or len(op.operands) != 6:
         return None
-    x, w, sa, sw, acc, y = op.operands
     shapes = [_shape(v) for v in op.operands]
     if any(s is None for s in shapes) or [len(s) for s in shapes] != [3, 4, 2, 3, 2, 2]:
         return None
@@ -170,13 +214,14 @@ def match(op: ir.Operation) -> Optional[BlockMatmul]:
         return None
     (M, G, B), (P, Q, panel, four), ms, ws, accs, ys = shapes
     N = P * PANEL
-    if (panel, four) != (PANEL, 4) or 4 * Q != G * B or B % 4 or ms != [M, G] or ws != [P, G, PANEL] \
-            or accs != [M, N] or ys != [M, N]:
+    bits = 8 if 4 * Q == G * B else 4 if 8 * Q == G * B else 0
+    if not bits or (panel, four) != (PANEL, 4) or B % (4 if bits == 8 else 8) or ms != [M, G] \
+            or ws != [P, G, PANEL] or accs != [M, N] or ys != [M, N]:
         return None
     if [str(a) for a in ir.ArrayAttr(op.attributes["iterator_types"])] != _ITERATORS:
         return None
-    if [ir.AffineMapAttr(a).value for a in ir.ArrayAttr(op.attributes["indexing_maps"])] != indexing_maps(B):
+    if [ir.AffineMapAttr(a).value for a in ir.ArrayAttr(op.attributes["indexing_maps"])] != indexing_maps(B, bits):
         return None
-    if not _wired(op, B):
+    if not _wired(op, B, bits):
         return None
-    return BlockMatmul(m=M, n=N, k=G * B, block=B)
+    return BlockMatmul(m=M, n=N, k=G * B, block=B, bits=bits)

@@ -141,14 +141,16 @@ def linear_w8a8_dynamic(x: torch.Tensor, weight: torch.Tensor, scales: torch.Ten
     return y if yo is None else y + yo
 
 @torch.library.custom_op("qmlir::linear_w8a8_block", mutates_args=())
-def linear_w8a8_block(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, group_size: int, block: int,
-                      outlier_idx: Optional[torch.Tensor], outlier_weight: Optional[torch.Tensor]) -> torch.Tensor:
-    """Block-dynamic W8A8: x quantized per block of `block` columns of each row at run time
-    (llama.cpp's Q8_0 x Q8_0 arithmetic); one i32 sum and one float rescale per block. The
-    weight is in the panel layout (quant_storage.pack_panels); N is the scales' last dimension."""
+def linear_w8a8_block(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bits: int, group_size: int,
+                      block: int, outlier_idx: Optional[torch.Tensor],
+                      outlier_weight: Optional[torch.Tensor]) -> torch.Tensor:
+    """Block-dynamic W8A8 / W4A8: x quantized per block of `block` columns of each row at run time
+    (llama.cpp's Q8_0 x Q8_0 arithmetic, or Q4_0 x Q8_0 with 4-bit weights); one i32 sum and one
+    float rescale per block. The weight is in the panel layout (quant_storage.pack_panels, or
+    pack_panels_int4 for bits=4); N is the scales' last dimension."""
     xr = regular_columns(x, outlier_idx)
     N = scales.shape[-1]
-    wq = unpack_panels(weight, N)
+    wq = unpack_panels(weight, N, bits)
     Kp = wq.shape[0]
     xq, s = quantize_blocks(_pad(xr, Kp), block)
     y = block_matmul_reference(xq, s, wq, block_weight_scales(scales, Kp, N, group_size, block), block)
@@ -168,5 +170,5 @@ def _(x, weight, scales, group_size, outlier_idx, outlier_weight):
     return x.new_empty(x.shape[0], weight.shape[1], dtype=torch.float32)
 
 @linear_w8a8_block.register_fake
-def _(x, weight, scales, group_size, block, outlier_idx, outlier_weight):
+def _(x, weight, scales, bits, group_size, block, outlier_idx, outlier_weight):
     return x.new_empty(x.shape[0], scales.shape[-1], dtype=torch.float32)

@@ -102,10 +102,34 @@ def pack_panels(q: torch.Tensor) -> torch.Tensor:
     return q.reshape(Kp // 4, 4, P, PANEL).permute(2, 0, 3, 1).contiguous()
 
 
-def unpack_panels(packed: torch.Tensor, n: int) -> torch.Tensor:
-    """Inverse of `pack_panels`: [Kp, n] int8."""
+def unpack_panels(packed: torch.Tensor, n: int, bits: int = 8) -> torch.Tensor:
+    """Inverse of `pack_panels` (bits=8) or `pack_panels_int4` (bits=4): [Kp, n] int8."""
+    if bits == 4:
+        u = packed.to(torch.int16) & 0xFF
+        lo, hi = (u & 0xF) - 8, (u >> 4) - 8  # rows 8 kq + r and 8 kq + 4 + r
+        P, Q8, _, _ = packed.shape
+        both = torch.stack([lo, hi], dim=2)  # [P, Q8, 2, 64, 4]
+        return both.permute(1, 2, 4, 0, 3).reshape(8 * Q8, P * PANEL)[:, :n].to(torch.int8)
     P, Q, _, _ = packed.shape
     return packed.permute(1, 3, 0, 2).reshape(4 * Q, P * PANEL)[:, :n]
+
+
+def pack_panels_int4(q: torch.Tensor) -> torch.Tensor:
+    """[Kp, N] int8 in [-8, 7] (Kp % 8 == 0) -> [ceil(N / 64), Kp / 8, 64, 4] bytes: the panel
+    layout of `pack_panels` over rows in eights, byte (kq, c, r) holding q + 8 of row 8 kq + r in
+    its low nibble and of row 8 kq + 4 + r in its high nibble (unsigned, 0..15). A 64-byte read
+    gives, by its low and by its high nibbles, the unsigned `vpdpbusd` operands of 16 columns for
+    rows 8 kq..8 kq + 3 and 8 kq + 4..8 kq + 7."""
+    Kp, N = q.shape
+    if Kp % 8:
+        raise ValueError(f"int4 panel layout: {Kp} rows is not a multiple of 8")
+    P = -(-N // PANEL)
+    u = q.to(torch.int16) + 8
+    if P * PANEL != N:
+        u = torch.cat([u, u.new_full((Kp, P * PANEL - N), 8)], dim=1)  # padding columns: q = 0
+    u = u.reshape(Kp // 8, 2, 4, P, PANEL).permute(3, 0, 1, 4, 2)  # [P, Q8, half, 64, 4]
+    byte = u[:, :, 0] | (u[:, :, 1] << 4)
+    return torch.where(byte > 127, byte - 256, byte).to(torch.int8).contiguous()
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:

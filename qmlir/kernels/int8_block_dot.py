@@ -1,5 +1,6 @@
 """Kernel `int8_block_dot`: the block-scaled integer matmul (qmlir/ir/block_matmul.py, the
-block-dynamic W8A8 layers' product, llama.cpp's Q8_0 dot product) on AVX512_VNNI `vpdpbusd`.
+block-dynamic W8A8 and W4A8 layers' product, llama.cpp's Q8_0 x Q8_0 and Q4_0 x Q8_0 dot
+products) on AVX512_VNNI `vpdpbusd`.
 
     y[m, n] += sum_g f32(sum_{b < B} x[m, g, b] * w[g, b, n]) * (sa[m, g] * sw[g, n])
 
@@ -14,7 +15,9 @@ Each block's i32 sum stays in registers: for a 64-column tile of w and up to fou
       y[m, tile] += f32(acc - 128 * sum_b x[m, g, b]) * (sa[m, g] * sw[g, tile])
 
 The correction is exact in i32 (sum (w + 128) x = sum w x + 128 sum x); the block sums of x
-are computed once per call. The float steps are the rescaling generic's, in its order (one
+are computed once per call. With 4-bit weights (nibble panels, q + 8 in each nibble) each
+64-byte read gives two unsigned operands, its low nibbles (rows k..k+3) and its high ones
+(k+4..k+7), with x's bytes of those rows, and the correction is 8 x the block sum. The float steps are the rescaling generic's, in its order (one
 rescale per block, the blocks added to y in order), so the kernel's result is bit-identical to
 any other door's. At M = 1 every weight byte is read once (a decode step's linears stream their
 weights); a tile's weights stay in L1 across the row tiles of a longer M. Weights of 2 MB and
@@ -55,32 +58,51 @@ def _row_tile(w, rows: int, m0: str, tag: str, types: dict) -> None:
     w(f"{ind}  %acc{tag}:{len(accs)} = scf.for %s{tag} = %c0 to %cS step %c1 iter_args("
       f"{', '.join(a + ' = %zero' for a in accs)}) -> ({', '.join([v32] * len(accs))}) {{")
     i2 = ind + "    "
+    four = types["bits"] == 4
     w(f"{i2}%kq{tag} = arith.addi %q0{tag}, %s{tag} : index")
-    w(f"{i2}%k{tag} = affine.apply affine_map<(d0) -> (d0 * 4)>(%s{tag})")
-    for q in range(4):  # 16 columns x 4 rows each, in the instruction's layout; w + 128 is the unsigned operand
+    w(f"{i2}%k{tag} = affine.apply affine_map<(d0) -> (d0 * {8 if four else 4})>(%s{tag})")
+    # 16 columns x 4 rows per 64 bytes, the instruction's layout, as unsigned operands: w + 128
+    # (int8), or the low and the high nibbles (q + 8: rows k..k+3 and k+4..k+7)
+    halves = ("lo", "hi") if four else ("",)
+    for q in range(4):
         w(f"{i2}%v{tag}{q} = vector.transfer_read %wf[%p, %kq{tag}, %c{64 * q}], %pad {{in_bounds = [true]}} : "
           f"{types['wf']}, {v8}")
-        w(f"{i2}%u{tag}{q} = arith.xori %v{tag}{q}, %sign : {v8}")
+        if four:
+            w(f"{i2}%ulo{tag}{q} = arith.andi %v{tag}{q}, %low : {v8}")
+            w(f"{i2}%sh{tag}{q} = arith.shrui %v{tag}{q}, %four : {v8}")
+            w(f"{i2}%uhi{tag}{q} = arith.andi %sh{tag}{q}, %low : {v8}")
+        else:
+            w(f"{i2}%u{tag}{q} = arith.xori %v{tag}{q}, %sign : {v8}")
     outs = []
     for i in range(rows):
         w(f"{i2}%mi{tag}{i} = affine.apply affine_map<(d0) -> (d0 + {i})>({m0})")
-        w(f"{i2}%xb{tag}{i} = vector.transfer_read %x[%mi{tag}{i}, %g{tag}, %k{tag}], %pad {{in_bounds = [true]}} : "
-          f"{xt}, vector<4xi8>")
-        w(f"{i2}%xw{tag}{i} = vector.bitcast %xb{tag}{i} : vector<4xi8> to vector<1xi32>")
-        w(f"{i2}%xs{tag}{i} = vector.extract %xw{tag}{i}[0] : i32 from vector<1xi32>")
-        w(f"{i2}%xv{tag}{i} = vector.broadcast %xs{tag}{i} : i32 to {v32}")
-        w(f"{i2}%xc{tag}{i} = vector.bitcast %xv{tag}{i} : {v32} to {v8}")
+        for h, half in enumerate(halves):
+            kk = f"%k{tag}"
+            if h:
+                w(f"{i2}%k4{tag}{i} = affine.apply affine_map<(d0) -> (d0 + 4)>(%k{tag})")
+                kk = f"%k4{tag}{i}"
+            x_ = f"{tag}{i}{half}"
+            w(f"{i2}%xb{x_} = vector.transfer_read %x[%mi{tag}{i}, %g{tag}, {kk}], %pad {{in_bounds = [true]}} : "
+              f"{xt}, vector<4xi8>")
+            w(f"{i2}%xw{x_} = vector.bitcast %xb{x_} : vector<4xi8> to vector<1xi32>")
+            w(f"{i2}%xs{x_} = vector.extract %xw{x_}[0] : i32 from vector<1xi32>")
+            w(f"{i2}%xv{x_} = vector.broadcast %xs{x_} : i32 to {v32}")
+            w(f"{i2}%xc{x_} = vector.bitcast %xv{x_} : {v32} to {v8}")
         for q in range(4):
-            w(f"{i2}%d{tag}{i}_{q} = llvm.call_intrinsic \"{_VPDPBUSD}\"(%a{tag}{i}_{q}, %u{tag}{q}, %xc{tag}{i}) : "
-              f"({v32}, {v8}, {v8}) -> {v32}")
-            outs.append(f"%d{tag}{i}_{q}")
+            prev = f"%a{tag}{i}_{q}"
+            for half in halves:
+                out = f"%d{tag}{i}_{q}{half}"
+                w(f"{i2}{out} = llvm.call_intrinsic \"{_VPDPBUSD}\"({prev}, %u{half}{tag}{q}, %xc{tag}{i}{half}) : "
+                  f"({v32}, {v8}, {v8}) -> {v32}")
+                prev = out
+            outs.append(prev)
     w(f"{i2}scf.yield {', '.join(outs)} : {', '.join([v32] * len(accs))}")
     w(f"{ind}  }}")
     i1 = ind + "  "
     for i in range(rows):
         w(f"{i1}%oi{tag}{i} = affine.apply affine_map<(d0) -> (d0 + {i})>({m0})")
         w(f"{i1}%sum{tag}{i} = memref.load %xsum[%oi{tag}{i}, %g{tag}] : memref<{types['M']}x{types['G']}xi32>")
-        w(f"{i1}%sum7{tag}{i} = arith.shli %sum{tag}{i}, %c7i : i32")
+        w(f"{i1}%sum7{tag}{i} = arith.shli %sum{tag}{i}, %cshift : i32")
         w(f"{i1}%corr{tag}{i} = vector.broadcast %sum7{tag}{i} : i32 to {v32}")
         w(f"{i1}%sa{tag}{i} = memref.load %sa[%oi{tag}{i}, %g{tag}] : {sat}")
         w(f"{i1}%sav{tag}{i} = vector.broadcast %sa{tag}{i} : f32 to {vf}")
@@ -103,9 +125,10 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
     (memrefs of `types`: x [M, G, B] i8, w [N/64, K/4, 64, 4] i8 panels, sa [M, G], sw [N/64, G, 64]
     panels, y [M, N] f32)."""
     M, N, G, B = d.m, d.n, d.blocks, d.block
-    P, Q = N // _NR, d.k // 4
+    rows = 8 if d.bits == 4 else 4  # rows of k per 64 bytes of a panel row
+    P, Q = N // _NR, d.k // rows
     wf = f"memref<{P}x{Q}x256xi8>"
-    types = dict(types, M=M, G=G, S=B // 4, wf=wf)
+    types = dict(types, M=M, G=G, S=B // rows, wf=wf, bits=d.bits)
     per_task = P // tasks
     main = M - M % mr
     L = []
@@ -117,12 +140,14 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
     for c in sorted({16 * q for q in range(1, 4)} | {64 * q for q in range(1, 4)}):
         w(f"  %c{c} = arith.constant {c} : index")
     w(f"  %cG = arith.constant {G} : index")
-    w(f"  %cS = arith.constant {B // 4} : index")
+    w(f"  %cS = arith.constant {B // rows} : index")
     w(f"  %cM = arith.constant {M} : index")
     w(f"  %cMain = arith.constant {main} : index")
     w(f"  %cMR = arith.constant {mr} : index")
     w(f"  %cPT = arith.constant {per_task} : index")
-    w("  %c7i = arith.constant 7 : i32")
+    w(f"  %cshift = arith.constant {3 if d.bits == 4 else 7} : i32")  # the unsigned operand's offset: 8 or 128
+    w("  %low = arith.constant dense<15> : vector<64xi8>")
+    w("  %four = arith.constant dense<4> : vector<64xi8>")
     w("  %pad = arith.constant 0 : i8")
     w("  %fpad = arith.constant 0.0 : f32")
     w("  %zero = arith.constant dense<0> : vector<16xi32>")
@@ -190,8 +215,8 @@ def expand(module, chosen: list) -> int:
 
 KERNEL = register_kernel(Kernel(
     name="int8_block_dot",
-    summary="block-scaled i8 x i8 matmuls (W8A8 with per-block activation scales, Q8_0) on AVX512_VNNI vpdpbusd, "
-            "block sums in registers",
+    summary="block-scaled integer matmuls (W8A8 / W4A8 with per-block activation scales: Q8_0, Q4_0) on "
+            "AVX512_VNNI vpdpbusd, block sums in registers",
     stage="buffers",
     features=frozenset({"avx512_vnni"}),
     priority=35,

@@ -55,7 +55,7 @@ class QuantConfig:
                         +5.0% perplexity on GPL-3 / pydoc against +12.4% / +5.6%, 30% slower)
     weight_symmetric    False: a zero point per scale (weight-only; int4 any granularity,
                         int8 per tensor or channel)
-    act_dtype           int8 (W8A8) | none (weight-only)
+    act_dtype           int8 (W8A8; with int4 weights W4A8, act_granularity=block) | none (weight-only)
     act_granularity     tensor (static: one scale per layer from calibration) |
                         token (dynamic: one scale per row, computed at run time) |
                         block (dynamic: one scale per `act_block` columns of each row, llama.cpp's
@@ -162,9 +162,11 @@ class QuantConfig:
                                     or self.smoothquant_alpha is not None):
             raise QuantConfigError(f"weight_dtype={self.weight_dtype}: a float cast takes no activation "
                                    "quantization, SmoothQuant or outlier threshold")
-        if self.weight_dtype == "int4" and self.act_dtype == "int8":
-            raise QuantConfigError("weight_dtype=int4 with act_dtype=int8 (W4A8) is not supported; "
-                                   "use int4 weight-only or int8 weights")
+        if self.weight_dtype == "int4" and self.act_dtype == "int8" and self.act_granularity != "block":
+            raise QuantConfigError("weight_dtype=int4 with act_dtype=int8 (W4A8) takes act_granularity=block "
+                                   "(activations quantized per block at run time)")
+        if self.weight_dtype == "int4" and self.act_granularity == "block" and self.act_block % 8:
+            raise QuantConfigError(f"W4A8: act_block={self.act_block} must be a multiple of 8")
         if self.smoothquant_alpha is not None and self.act_dtype == "none":
             raise QuantConfigError("smoothquant_alpha needs act_dtype=int8 (SmoothQuant migrates activation "
                                    "outliers into the weights for W8A8)")
@@ -330,9 +332,14 @@ PRESETS = {
                                   weight_symmetric=False, weight_algorithm="gptq"),
     "w8a8-static": QuantConfig(act_dtype="int8", act_granularity="tensor"),
     "w8a8-dynamic": QuantConfig(act_dtype="int8", act_granularity="token"),
-    # llama.cpp's Q8_0: weights in groups of 32, activations quantized per block of 32 at run time
+    # llama.cpp's Q8_0: weights in groups of 32, activations quantized per block of 32 at run time,
+    # lm_head too (SmolLM2 on GPL-3, 1024 tokens: 19.30 float, 19.17 with lm_head in float, 19.16)
     "w8a8-block32": QuantConfig(act_dtype="int8", act_granularity="block", act_block=32,
-                                weight_granularity="group", group_size=32),
+                                weight_granularity="group", group_size=32, skip=[]),
+    # llama.cpp's Q4_0 x Q8_0: int4 weights in groups of 32, activations per block of 32; lm_head in 8 bits
+    "w4a8-block32": QuantConfig(weight_dtype="int4", act_dtype="int8", act_granularity="block", act_block=32,
+                                weight_granularity="group", group_size=32, skip=[],
+                                layers={"lm_head": {"weight_dtype": "int8"}}),
     "w8a8-smoothquant": QuantConfig(act_dtype="int8", act_granularity="tensor", smoothquant_alpha=0.5),
     "w8a8-outliers": QuantConfig(act_dtype="int8", act_granularity="tensor", outlier_threshold=6.0),
     "w8a8-smoothquant-auto": QuantConfig(act_dtype="int8", act_granularity="tensor", smoothquant_alpha="auto"),

@@ -89,8 +89,8 @@ class QuantizedLinear(torch.nn.Module):
             y = torch.ops.qmlir.linear_w8a8(x2, self.weight, self.scales, self.act_scale, self.act_zero_point,
                                             self.group_size, self.outlier_idx, self.outlier_weight)
         elif self.mode == "w8a8_block":
-            y = torch.ops.qmlir.linear_w8a8_block(x2, self.weight, self.scales, self.group_size, self.act_block,
-                                                  self.outlier_idx, self.outlier_weight)
+            y = torch.ops.qmlir.linear_w8a8_block(x2, self.weight, self.scales, self.bits, self.group_size,
+                                                  self.act_block, self.outlier_idx, self.outlier_weight)
         else:
             y = torch.ops.qmlir.linear_w8a8_dynamic(x2, self.weight, self.scales, self.group_size,
                                                     self.outlier_idx, self.outlier_weight)

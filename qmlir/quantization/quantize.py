@@ -22,7 +22,8 @@ from qmlir.quantization.gptq import gptq_quantize
 from qmlir.quantization.layer_stats import ratio_db
 from qmlir.quantization.config import PRESETS, QuantConfig, QuantConfigError
 from qmlir.quantization.linear import CastLinear, QuantizedLinear, conv1d_as_linear
-from qmlir.ir.quant_storage import dequantize_weight, pack_panels, quantize_weight, unpack_panels
+from qmlir.ir.quant_storage import (dequantize_weight, integer_weight, pack_panels, pack_panels_int4,
+                                    quantize_weight, unpack_panels)
 
 _OUTLIER_DTYPES = simulate.OUTLIER_DTYPES
 
@@ -128,11 +129,12 @@ def _quantized_layer(lin: torch.nn.Linear, cfg: QuantConfig, obs: Optional[Activ
         return QuantizedLinear(K, N, "w8a8_static", 8, group, qw.storage, qw.scales, bias, scale, zp,
                                smooth_inv, idx, w_out)
     if cfg.act_granularity == "block":
-        storage, block = qw.storage, cfg.act_block
-        if storage.shape[0] % block:  # per-channel weights: K padded with zero rows to whole blocks
-            storage = torch.cat([storage, storage.new_zeros(block - storage.shape[0] % block, N)])
+        values, block = integer_weight(qw.storage, cfg.weight_bits), cfg.act_block
+        if values.shape[0] % block:  # per-channel weights: K padded with zero rows to whole blocks
+            values = torch.cat([values, values.new_zeros(block - values.shape[0] % block, N)])
         # packed once, here: the panel layout the kernel streams (saved as it is)
-        return QuantizedLinear(K, N, "w8a8_block", 8, group, pack_panels(storage), qw.scales, bias, 0.0, 0,
+        packed = pack_panels_int4(values) if cfg.weight_bits == 4 else pack_panels(values)
+        return QuantizedLinear(K, N, "w8a8_block", cfg.weight_bits, group, packed, qw.scales, bias, 0.0, 0,
                                smooth_inv, idx, w_out, act_block=block)
     return QuantizedLinear(K, N, "w8a8_dynamic", 8, group, qw.storage, qw.scales, bias, 0.0, 0,
                            smooth_inv, idx, w_out)
@@ -177,8 +179,11 @@ def dequantized_weight(layer: torch.nn.Module) -> torch.Tensor:
     """A quantized (or cast) layer's weight [N, K] in f32 (outlier rows added back)."""
     if isinstance(layer, CastLinear):
         return layer.weight.detach().to(torch.float32)
-    storage = unpack_panels(layer.weight, layer.out_features) if layer.mode == "w8a8_block" else layer.weight
-    w = dequantize_weight(storage, layer.scales, layer.bits, layer.group_size,
+    if layer.mode == "w8a8_block":  # the panel layout: the integer values, int4 ones too
+        storage, bits = unpack_panels(layer.weight, layer.out_features, layer.bits), 8
+    else:
+        storage, bits = layer.weight, layer.bits
+    w = dequantize_weight(storage, layer.scales, bits, layer.group_size,
                           layer.zero_points)[:layer.in_features].t().contiguous()
     if layer.outlier_idx is not None and layer.outlier_idx.numel():
         w[:, layer.outlier_idx] = layer.outlier_weight.t().to(torch.float32)

@@ -2,7 +2,8 @@
 quantization per block of columns, the panel layout of the weights, the block-scaled integer
 matmul (qmlir/ir/block_matmul.py) and its kernel int8_block_dot (qmlir/kernels), on edge shapes
 (M = 1/2/3/17, N tails padded to a panel, K padded to a block, groups and per channel, the
-threaded split), against the eager reference and through the portable door (kernel off)."""
+threaded split), int8 and int4 (W4A8) weights, against the eager reference and through the
+portable door (kernel off)."""
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,7 @@ from mlir import ir
 
 import qmlir
 from qmlir.ir.quant_ops import block_matmul_reference, quantize_blocks
-from qmlir.ir.quant_storage import pack_panels, unpack_panels
+from qmlir.ir.quant_storage import pack_panels, pack_panels_int4, unpack_panels
 from qmlir.quantization import QuantConfig, QuantConfigError
 from qmlir.quantization.linear import QuantizedLinear
 from qmlir.target import host
@@ -34,10 +35,16 @@ CASES = [  # M, K, N, config
     (17, 96, 80, dict(weight_granularity="group", group_size=64)),   # N tail: one panel of 64 + 16
     (5, 40, 1, dict(act_block=8)),                                   # one output column
     (4, 256, 256, dict(act_block=16, weight_granularity="group", group_size=128)),
+    # W4A8 (nibble panels)
+    (1, 576, 192, dict(weight_dtype="int4", weight_granularity="group", group_size=32)),
+    (3, 100, 64, dict(weight_dtype="int4")),                          # K padded to 128
+    (17, 96, 80, dict(weight_dtype="int4", act_block=16, weight_granularity="group", group_size=32)),
+    (2, 40, 1, dict(weight_dtype="int4", act_block=8)),
 ]
 
 
-@pytest.mark.parametrize("M,K,N,cfg", CASES, ids=[f"M{c[0]}-K{c[1]}-N{c[2]}" for c in CASES])
+@pytest.mark.parametrize("M,K,N,cfg", CASES, ids=[f"M{c[0]}-K{c[1]}-N{c[2]}-{c[3].get('weight_dtype', 'int8')}"
+                                                  for c in CASES])
 @pytest.mark.parametrize("door", ["target", "portable"])
 def test_compiled_equals_eager_bit_for_bit(M, K, N, cfg, door):
     q = _layer(K, N, seed=M * 1000 + K + N, **cfg)
@@ -62,10 +69,11 @@ def test_kernel_is_chosen_where_the_cpu_has_vnni():
         assert kernel_choices(ir.Module.parse(text), PORTABLE) == []
 
 
-def test_threaded_split_of_a_large_weight():
+@pytest.mark.parametrize("K,N,dtype", [(2048, 4096, "int8"), (4096, 4096, "int4")])
+def test_threaded_split_of_a_large_weight(K, N, dtype):
     """8 MB of weights: the columns split over two tasks; same numbers as eager."""
-    q = _layer(2048, 4096, seed=1, weight_granularity="group", group_size=32)
-    x = torch.randn(1, 2048)
+    q = _layer(K, N, seed=1, weight_dtype=dtype, weight_granularity="group", group_size=32)
+    x = torch.randn(1, K)
     with torch.no_grad():
         assert torch.equal(qmlir.compile(q, (x,), target=qmlir.Target.cpu(threads=2))(x), q(x))
 
@@ -107,6 +115,19 @@ def test_block_quantization_rounds_half_to_even_and_saturates():
     assert q[0, 0] == -127 and s[0, 0] == 2.0
 
 
+def test_int4_integer_part_is_exact():
+    K, N, M = 64, 64, 2
+    g = torch.Generator().manual_seed(1)
+    wq = torch.randint(-8, 8, (K, N), generator=g, dtype=torch.int8)
+    x = torch.randint(-127, 128, (M, K), generator=g).to(torch.float32)
+    x[:, ::32] = 127.0
+    layer = QuantizedLinear(K, N, "w8a8_block", 4, 0, pack_panels_int4(wq), torch.ones(N), act_block=32)
+    expected = (x.to(torch.int64) @ wq.to(torch.int64)).to(torch.float32)
+    with torch.no_grad():
+        assert torch.equal(layer(x), expected)
+        assert torch.equal(qmlir.compile(layer, (x,))(x), expected)
+
+
 def test_panel_layout_round_trips():
     q = torch.randint(-128, 128, (12, 70), dtype=torch.int8)
     packed = pack_panels(q)
@@ -115,6 +136,12 @@ def test_panel_layout_round_trips():
     assert torch.equal(unpack_panels(packed, 70), q)
     with pytest.raises(ValueError, match="multiple of 4"):
         pack_panels(q[:10])
+    q4 = torch.randint(-8, 8, (16, 70), dtype=torch.int8)
+    nib = pack_panels_int4(q4)
+    assert nib.shape == (2, 2, 64, 4)
+    byte = int(nib[1, 1, 3, 2]) & 0xFF
+    assert (byte & 15) - 8 == q4[10, 67] and (byte >> 4) - 8 == q4[14, 67]
+    assert torch.equal(unpack_panels(nib, 70, bits=4), q4)
 
 
 def test_save_and_load_keep_the_layout(tmp_path):
@@ -133,6 +160,7 @@ def test_save_and_load_keep_the_layout(tmp_path):
     (dict(act_block=16), "has no effect"),
     (dict(weight_granularity="group", group_size=48), "multiple of act_block=32"),
     (dict(weight_granularity="tensor"), "per-channel or grouped"),
+    (dict(weight_dtype="int4", act_block=4), "multiple of 8"),
 ])
 def test_config_errors(cfg, message):
     gran = {} if cfg.get("act_block") == 16 else {"act_granularity": "block"}

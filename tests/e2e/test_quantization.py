@@ -199,6 +199,8 @@ MODES = {
     "w8a8_dynamic": QuantConfig(act_dtype="int8", act_granularity="token"),
     "w8a8_block32_g32": QuantConfig(act_dtype="int8", act_granularity="block", weight_granularity="group",
                                     group_size=32),  # K=40 padded to 64
+    "w4a8_block32_g32": QuantConfig(weight_dtype="int4", act_dtype="int8", act_granularity="block",
+                                    weight_granularity="group", group_size=32),
     "w8a8_block8_channel_outliers": QuantConfig(act_dtype="int8", act_granularity="block", act_block=8,
                                                 outlier_threshold=1.5),
     "w8a8_smoothquant_auto": QuantConfig(act_dtype="int8", smoothquant_alpha="auto", smoothquant_grid=5),
@@ -218,7 +220,7 @@ MODES = {
 FLOORS = {
     "int8_weight_only": (47, 42), "int8_weight_only_tensor": (45, 37), "int4_g32_padded": (22, 17),
     "w8a8_static": (36, 37), "w8a8_static_asym_minmax": (37, 36), "w8a8_static_percentile_group": (25, 24),
-    "w8a8_dynamic": (40, 39), "w8a8_block32_g32": (40, 39), "w8a8_block8_channel_outliers": (50, 39),
+    "w8a8_dynamic": (40, 39), "w8a8_block32_g32": (40, 39), "w4a8_block32_g32": (20, 17), "w8a8_block8_channel_outliers": (50, 39),
     "w8a8_smoothquant_auto": (36, 37), "w8a8_outliers": (57, 39),
     "w8a8_dynamic_outliers_bf16": (50, 42), "int4_awq": (21, 17), "int4_asym_gptq": (18, 18),
     "int8_asym_channel": (46, 43), "bf16": (48, 48),
