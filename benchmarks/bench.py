@@ -47,6 +47,9 @@ CONFIGS = {
     # llama.cpp's Q8_0 x Q8_0: weights and activations in blocks of 32, every linear (lm_head too)
     "Q8_0 W8A8": dict(weight_dtype="int8", act_dtype="int8", act_granularity="block", act_block=32,
                       weight_granularity="group", group_size=32, skip=[]),
+    # llama.cpp's Q4_0 x Q8_0 (its output matrix in 8 bits, as the preset w4a8-block32)
+    "Q4_0 W4A8": dict(weight_dtype="int4", act_dtype="int8", act_granularity="block", act_block=32,
+                      weight_granularity="group", group_size=32, skip=[], layers={"lm_head": {"weight_dtype": "int8"}}),
 }
 
 
@@ -225,8 +228,9 @@ def linear_group(m: int, rounds: int, warmup: int, inductor: bool, k: int = 4096
             first = t if first is None else first
         return rotating(fns), first
 
-    per_weight = {"f32": 4 * k * n, "bf16": 2 * k * n, "Q8_0 W8A8": k * n * 9 // 8, "W8A8": k * n, "int8 WO": k * n,
-                  "int4 WO": k * n // 2, "_int_mm": k * n}  # Q8_0: one f32 scale per 32 weights
+    per_weight = {"f32": 4 * k * n, "bf16": 2 * k * n, "Q8_0 W8A8": k * n * 9 // 8, "Q4_0 W4A8": k * n * 5 // 8,
+                  "W8A8": k * n, "int8 WO": k * n,
+                  "int4 WO": k * n // 2, "_int_mm": k * n}  # Q8_0, Q4_0: one f32 scale per 32 weights
     f32s, bf16s = layers(copies(per_weight["f32"])), layers(copies(per_weight["bf16"]), torch.bfloat16)
     v = {"eager f32": (rotating([lambda lin=lin: lin(x) for lin in f32s]), None)}
     with torch.no_grad():
@@ -246,7 +250,7 @@ def linear_group(m: int, rounds: int, warmup: int, inductor: bool, k: int = 4096
             mods = [_quantize(lin, [x], name) for lin in layers(copies(per_weight[name]))]
             v[f"qmlir {name}"] = compiled(mods, (x,), "qmlir")
     base = {"qmlir bf16": ("eager bf16", "eager bf16"), "qmlir W8A8": ("torch._int_mm", "torch._int_mm"),
-            "qmlir Q8_0 W8A8": ("torch._int_mm", "torch._int_mm"),
+            "qmlir Q8_0 W8A8": ("torch._int_mm", "torch._int_mm"), "qmlir Q4_0 W4A8": ("torch._int_mm", "torch._int_mm"),
             "qmlir int8 WO": ("eager bf16", "eager bf16"), "qmlir int4 WO": ("eager bf16", "eager bf16")}
     if inductor:
         base["qmlir f32"] = ("inductor", "inductor f32")
@@ -303,7 +307,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--m", type=int, nargs="*", default=[1, 16, 128], help="linear batch sizes")
     parser.add_argument("--skip-model", action="store_true", help="only the linear layers")
-    parser.add_argument("--modes", default="bf16,int8 WO,int4 WO,W8A8,Q8_0 W8A8,autoquant 1%",
+    parser.add_argument("--modes", default="bf16,int8 WO,int4 WO,W8A8,Q8_0 W8A8,Q4_0 W4A8,autoquant 1%",
                         help="SmolLM2 generation modes besides f32 (comma-separated; '' for f32 only)")
     parser.add_argument("--no-inductor", action="store_true", help="leave out torch.compile(inductor)")
     parser.add_argument("--json", default="benchmarks/results/latest.json")

