@@ -111,7 +111,9 @@ AUTOQUANT = Path(__file__).parent / "configs" / "smollm2-autoquant-1pct.yaml"
 def _quantize(model, calib, name):
     import qmlir
     from qmlir.quantization import QuantConfig
-    cfg = QuantConfig.from_yaml(AUTOQUANT) if name == "autoquant 1%" else QuantConfig(**CONFIGS[name])
+    keys = {k: v for k, v in CONFIGS.get(name, {}).items()
+            if k != "layers" or hasattr(model, "lm_head")}  # a lone linear has no lm_head to override
+    cfg = QuantConfig.from_yaml(AUTOQUANT) if name == "autoquant 1%" else QuantConfig(**keys)
     return qmlir.quantize(model, calib, cfg, progress=False)
 
 
