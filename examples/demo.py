@@ -2,7 +2,8 @@
 through torch.compile(backend="qmlir"): perplexity on the GPL-3 text and the forward's time;
 then generation with the KV cache (`model.generate(..., cache_implementation="static")`, the
 forward compiled by qmlir): time to first token, decode tokens/s and the continuation of each;
-then the model quantized by qmlir.quantize (int8 weight-only and W8A8 + SmoothQuant by default),
+then the model quantized by qmlir.quantize (int8 weight-only, W8A8 + SmoothQuant and the
+block-dynamic W8A8 of llama.cpp's Q8_0 by default),
 eager and compiled: perplexity, forward time, and its generation the same way; last, the same
 flow from the `qmlir` command (quantize, eval, report: build/demo/report/index.html)."""
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=256, help="tokens of GPL-3 text for perplexity")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens to generate greedily (KV cache)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--quant", default="int8-weight-only,w8a8-smoothquant",
+    parser.add_argument("--quant", default="int8-weight-only,w8a8-smoothquant,w8a8-block32",
                         help="comma-separated qmlir.quantize presets to run too ('none' to skip)")
     parser.add_argument("--no-cli", action="store_true", help="leave out the qmlir command-line part")
     parser.add_argument("--cli-dir", default="build/demo", help="where the command-line part writes its files")
