@@ -131,7 +131,12 @@ def load_quantized(model: torch.nn.Module, path: Union[str, Path]) -> torch.nn.M
         if (mod.in_features, mod.out_features) != (meta["in_features"], meta["out_features"]):
             raise QuantizationError(f"{path}: layer '{name}' is {meta['in_features']}->{meta['out_features']} in "
                                     f"the file but {mod.in_features}->{mod.out_features} in this model")
-        qmodel.set_submodule(name, _empty_layer(name, meta, shapes))
+        try:
+            layer = _empty_layer(name, meta, shapes)
+        except (KeyError, TypeError, ValueError) as e:  # metadata not as save_quantized writes it
+            raise QuantizationError(f"{path}: layer '{name}' has metadata save_quantized does not write "
+                                    f"({type(e).__name__}: {e})") from None
+        qmodel.set_submodule(name, layer)
     try:
         missing, unexpected = load_model(qmodel, str(path), strict=False)
     except RuntimeError as e:

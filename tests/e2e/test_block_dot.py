@@ -155,6 +155,22 @@ def test_save_and_load_keep_the_layout(tmp_path):
         assert torch.equal(loaded(x), q(x))
 
 
+def test_load_rejects_a_block_layer_without_its_block(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    import json
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64))
+    q = qmlir.quantize(model, [torch.randn(2, 64)], "w8a8-block32", progress=False)
+    good = qmlir.save_quantized(q, tmp_path / "q.safetensors")
+    with safe_open(str(good), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    layers = json.loads(meta["layers"])
+    layers["0"]["act_block"] = 0
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={**meta, "layers": json.dumps(layers)})
+    with pytest.raises(qmlir.QuantizationError, match="metadata save_quantized does not write"):
+        qmlir.load_quantized(model, tmp_path / "bad.safetensors")
+
+
 @pytest.mark.parametrize("cfg,message", [
     (dict(act_block=6), "multiple of 4"),
     (dict(act_block=16), "has no effect"),
