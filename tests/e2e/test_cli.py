@@ -148,6 +148,18 @@ def test_autoquant_stays_within_its_budget(tiny, tmp_path, capsys):
     assert code == 0 and "0 measured" in err
 
 
+def test_autoquant_takes_the_block_scheme(tiny, tmp_path, capsys):
+    """The block-dynamic scheme goes through autoquant's error, timing and config steps (alone, so
+    that the choice does not hang on which scheme this CPU runs faster)."""
+    cfg_path = tmp_path / "auto.yaml"
+    code, _, err = run_cli(capsys, "autoquant", tiny, "--budget", "50%", "-o", cfg_path, "--cache",
+                           tmp_path / "t.json", "--schemes", "w8a8-block32", "--calib-samples", "8",
+                           "--calib-tokens", "64", "--rotate-mb", "0.2")
+    assert code == 0, err
+    cfg = qmlir.QuantConfig.from_yaml(cfg_path)
+    assert (cfg.act_granularity, cfg.act_block, cfg.weight_granularity, cfg.group_size) == ("block", 32, "group", 32)
+
+
 def test_bad_input_is_one_error_line(tiny, tmp_path, capsys):
     cases = [
         (["quantize", tiny, "--preset", "int9", "-o", tmp_path / "x.safetensors"], "unknown preset"),
