@@ -42,7 +42,7 @@ _MIN_THREAD_BYTES = 8 << 20  # smaller weights run on one thread: a 2.4 MB one t
 def tiles(d: block_matmul.BlockMatmul, threads: int) -> dict:
     mr = min(4, d.m)
     tasks = 1
-    if threads > 1 and d.k * d.n >= _MIN_THREAD_BYTES:
+    if threads > 1 and d.k * d.n * d.bits // 8 >= _MIN_THREAD_BYTES:  # weight bytes
         tasks = largest_divisor(d.n // _NR, threads, 1) or 1
     return {"mr": mr, "tasks": tasks}
 
