@@ -145,6 +145,8 @@ def layer_configs(cfg: QuantConfig, names: List[str], skipped: List[str]) -> Dic
     quantized layer is an error (a typo would otherwise quantize the layer as everything else)."""
     out = {n: cfg.for_layer(n) for n in names}
     for pattern in cfg.layers:
+        if getattr(cfg, "_lenient_layers", False):  # a preset's: applies where the layer exists
+            break
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
             why = " (only skipped layers: set skip to quantize them)" if any(
                 fnmatch.fnmatchcase(n, pattern) for n in skipped) else ""

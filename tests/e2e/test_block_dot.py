@@ -155,6 +155,18 @@ def test_save_and_load_keep_the_layout(tmp_path):
         assert torch.equal(loaded(x), q(x))
 
 
+def test_presets_fit_models_without_their_named_layers():
+    """w4a8-block32 keeps lm_head in int8; a model without an lm_head takes the preset as is,
+    while a user's own pattern that matches nothing stays an error."""
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64))
+    q = qmlir.quantize(model, [torch.randn(2, 64)], "w4a8-block32", progress=False)
+    assert q[0].mode == "w8a8_block" and q[0].bits == 4
+    own = QuantConfig(weight_dtype="int4", act_dtype="int8", act_granularity="block", weight_granularity="group",
+                      group_size=32, skip=[], layers={"lm_head": {"weight_dtype": "int8"}})
+    with pytest.raises(qmlir.QuantizationError, match="matches no linear layer"):
+        qmlir.quantize(model, [torch.randn(2, 64)], own, progress=False)
+
+
 def test_load_rejects_a_block_layer_without_its_block(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file

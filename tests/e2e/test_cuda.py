@@ -141,6 +141,36 @@ def small_llama(layers=2):
     return LlamaForCausalLM(cfg).eval()
 
 
+BLOCK_PRESETS = ["w8a8-block32", "w4a8-block32"]
+
+
+def _block_layer(preset):
+    torch.manual_seed(0)
+    lin = torch.nn.Sequential(torch.nn.Linear(96, 80))
+    x = torch.randn(3, 96)
+    return qmlir.quantize(lin, [x], preset, progress=False), x
+
+
+@pytest.mark.parametrize("preset", BLOCK_PRESETS)
+def test_block_dynamic_layers_lower_to_ptx(preset):
+    """The block-dynamic layers (the block matmul generic on panel weights) lower to kernels
+    with integer products."""
+    q, x = _block_layer(preset)
+    ptx = qmlir.compile(q, (x,), target="cuda", emit="ptx")
+    assert ".visible .entry" in ptx and re.search(r"\b(mad|mul)\.(lo|wide)\.s(16|32)\b", ptx)
+
+
+@pytest.mark.parametrize("preset", BLOCK_PRESETS)
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+def test_block_dynamic_layers_on_cuda(preset):
+    q, x = _block_layer(preset)
+    with torch.no_grad():
+        y = qmlir.compile(q, (x.cuda(),), target="cuda")(x.cuda()).cpu()
+        ref = q(x)
+    torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-6 * float(ref.abs().max()))
+
+
 def test_llama_graph_lowers_to_ptx():
     """A whole Llama graph (SmolLM2's architecture, random weights, small): embedding gather,
     RMSNorm, rotary embeddings, GQA attention with a causal mask, SiLU MLP, LM head."""
