@@ -44,12 +44,10 @@ CONFIGS = {
     "W8A8": dict(weight_dtype="int8", act_dtype="int8", act_granularity="token"),
     "int8 WO": dict(weight_dtype="int8"),
     "int4 WO": dict(weight_dtype="int4", weight_granularity="group", group_size=128),
-    # llama.cpp's Q8_0 x Q8_0: weights and activations in blocks of 32, every linear (lm_head too)
-    "Q8_0 W8A8": dict(weight_dtype="int8", act_dtype="int8", act_granularity="block", act_block=32,
-                      weight_granularity="group", group_size=32, skip=[]),
-    # llama.cpp's Q4_0 x Q8_0 (its output matrix in 8 bits, as the preset w4a8-block32)
-    "Q4_0 W4A8": dict(weight_dtype="int4", act_dtype="int8", act_granularity="block", act_block=32,
-                      weight_granularity="group", group_size=32, skip=[], layers={"lm_head": {"weight_dtype": "int8"}}),
+    # llama.cpp's Q8_0 x Q8_0 and Q4_0 x Q8_0: the presets (weights and activations in blocks of
+    # 32, every linear; Q4_0's lm_head in 8 bits, as llama.cpp keeps its output matrix)
+    "Q8_0 W8A8": "w8a8-block32",
+    "Q4_0 W4A8": "w4a8-block32",
 }
 
 
@@ -111,9 +109,10 @@ AUTOQUANT = Path(__file__).parent / "configs" / "smollm2-autoquant-1pct.yaml"
 def _quantize(model, calib, name):
     import qmlir
     from qmlir.quantization import QuantConfig
-    keys = {k: v for k, v in CONFIGS.get(name, {}).items()
-            if k != "layers" or hasattr(model, "lm_head")}  # a lone linear has no lm_head to override
-    cfg = QuantConfig.from_yaml(AUTOQUANT) if name == "autoquant 1%" else QuantConfig(**keys)
+    if name == "autoquant 1%":
+        cfg = QuantConfig.from_yaml(AUTOQUANT)
+    else:  # a preset's name, or QuantConfig keys
+        cfg = CONFIGS[name] if isinstance(CONFIGS[name], str) else QuantConfig(**CONFIGS[name])
     return qmlir.quantize(model, calib, cfg, progress=False)
 
 

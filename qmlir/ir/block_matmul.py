@@ -40,7 +40,7 @@ from mlir import ir
 from mlir.dialects import arith, tensor
 
 from qmlir.ir import quant_storage
-from qmlir.ir.builders import const, generic, loop_index, reshape
+from qmlir.ir.builders import const, generic, integer_constant, loop_index, reshape, static_shape
 
 
 @dataclass(frozen=True)
@@ -137,28 +137,8 @@ def build(x_i8: ir.Value, w_i8: ir.Value, x_scales: ir.Value, w_scales: ir.Value
                    ["parallel", "parallel", "reduction", "reduction"], body)[1]
 
 
-def _shape(v: ir.Value) -> Optional[list]:
-    t = v.type
-    if not isinstance(t, (ir.RankedTensorType, ir.MemRefType)):
-        return None
-    s = ir.ShapedType(t)
-    return list(s.shape) if s.has_static_shape else None
-
-
 def _element(v: ir.Value) -> ir.Type:
     return ir.ShapedType(v.type).element_type
-
-
-def _index_constant(v: ir.Value) -> Optional[int]:
-    if isinstance(v, ir.OpResult) and v.owner.name == "arith.constant":
-        attr = v.owner.attributes["value"]
-        if isinstance(attr, ir.IntegerAttr):
-            return int(attr.value)
-    return None
-
-
-def _const_is(v: ir.Value, value: int) -> bool:
-    return _index_constant(v) == value
 
 
 def _wired(op: ir.Operation, block: int, bits: int) -> bool:
@@ -173,14 +153,15 @@ def _wired(op: ir.Operation, block: int, bits: int) -> bool:
     weight = w
     if bits == 4:
         lo, sh, hi, div, rem, even, pick, sub = body[1:9]
-        if not (lo.operands[0] == w and _const_is(lo.operands[1], 15) and sh.operands[0] == w
-                and _const_is(sh.operands[1], 4) and hi.operands[0] == sh.results[0] and _const_is(hi.operands[1], 15)
-                and div.operands[0] == index.results[0] and _const_is(div.operands[1], 4)
-                and rem.operands[0] == div.results[0] and _const_is(rem.operands[1], 2)
+        if not (lo.operands[0] == w and integer_constant(lo.operands[1]) == 15 and sh.operands[0] == w
+                and integer_constant(sh.operands[1]) == 4 and hi.operands[0] == sh.results[0]
+                and integer_constant(hi.operands[1]) == 15
+                and div.operands[0] == index.results[0] and integer_constant(div.operands[1]) == 4
+                and rem.operands[0] == div.results[0] and integer_constant(rem.operands[1]) == 2
                 and even.attributes["predicate"] == eq and even.operands[0] == rem.results[0]
-                and _const_is(even.operands[1], 0)
+                and integer_constant(even.operands[1]) == 0
                 and list(pick.operands) == [even.results[0], lo.results[0], hi.results[0]]
-                and sub.operands[0] == pick.results[0] and _const_is(sub.operands[1], 8)):
+                and sub.operands[0] == pick.results[0] and integer_constant(sub.operands[1]) == 8):
             return False
         weight = sub.results[0]
         body = body[:1] + body[9:]
@@ -189,12 +170,12 @@ def _wired(op: ir.Operation, block: int, bits: int) -> bool:
             and ex.operands[0] == x and ew.operands[0] == weight and ex.results[0].type == _i32()
             and ew.results[0].type == _i32() and list(mul.operands) == [ex.results[0], ew.results[0]]
             and first.attributes["predicate"] == eq and first.operands[0] == index.results[0]
-            and _index_constant(first.operands[1]) == 0
-            and restart.operands[0] == first.results[0] and _index_constant(restart.operands[1]) == 0
+            and integer_constant(first.operands[1]) == 0
+            and restart.operands[0] == first.results[0] and integer_constant(restart.operands[1]) == 0
             and restart.operands[2] == acc
             and list(add.operands) == [restart.results[0], mul.results[0]]
             and last.attributes["predicate"] == eq and last.operands[0] == index.results[0]
-            and _index_constant(last.operands[1]) == block - 1
+            and integer_constant(last.operands[1]) == block - 1
             and tofp.operands[0] == add.results[0] and list(scale.operands) == [sa, sw]
             and list(prod.operands) == [tofp.results[0], scale.results[0]]
             and list(radd.operands) == [y, prod.results[0]]
@@ -207,7 +188,7 @@ def match(op: ir.Operation) -> Optional[BlockMatmul]:
     buffers); else None."""
     if op.name != "linalg.generic" or len(op.operands) != 6:
         return None
-    shapes = [_shape(v) for v in op.operands]
+    shapes = [static_shape(v.type) for v in op.operands]
     if any(s is None for s in shapes) or [len(s) for s in shapes] != [3, 4, 2, 3, 2, 2]:
         return None
     if [_element(v) for v in op.operands] != [_i8(), _i8(), _f32(), _f32(), _i32(), _f32()]:

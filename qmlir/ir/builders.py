@@ -1,10 +1,11 @@
 """Shared IR builders for lowerings: typed constants, casts, broadcasting elementwise
-generics, reductions and reshapes. They build at the current insertion point and
+generics, reductions and reshapes (and the two readers the op matchers share: static shapes,
+integer constants). They build at the current insertion point and
 location, which the importer sets per FX node."""
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from mlir import ir
@@ -18,6 +19,23 @@ Operand = Union[ir.Value, Scalar]
 
 def shape_of(v: ir.Value) -> list[int]:
     return list(ir.RankedTensorType(v.type).shape)
+
+
+def static_shape(t: ir.Type) -> Optional[list]:
+    """The shape of a ranked tensor or memref type with static sizes; else None."""
+    if not isinstance(t, (ir.RankedTensorType, ir.MemRefType)):
+        return None
+    st = ir.ShapedType(t)
+    return list(st.shape) if st.has_static_shape else None
+
+
+def integer_constant(v: ir.Value) -> Optional[int]:
+    """The value of an integer (or index) `arith.constant`; else None."""
+    if isinstance(v, ir.OpResult) and v.owner.name == "arith.constant":
+        attr = v.owner.attributes["value"]
+        if isinstance(attr, ir.IntegerAttr):
+            return int(attr.value)
+    return None
 
 
 def dtype_of(v: Union[ir.Value, Scalar]) -> torch.dtype:

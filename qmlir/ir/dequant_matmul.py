@@ -28,7 +28,7 @@ from typing import List, Optional
 from mlir import ir
 from mlir.dialects import arith
 
-from qmlir.ir.builders import const, generic, loop_index
+from qmlir.ir.builders import const, generic, integer_constant, loop_index, static_shape
 
 
 @dataclass(frozen=True)
@@ -117,21 +117,6 @@ def build(x: ir.Value, q: ir.Value, scales: ir.Value, zero_points: Optional[ir.V
     return generic(inputs, maps[:-1], [init], maps[-1:], ["parallel", "parallel", "reduction"], body)[0]
 
 
-def _shape(t: ir.Type) -> Optional[list]:
-    if not isinstance(t, (ir.RankedTensorType, ir.MemRefType)):
-        return None
-    s = ir.ShapedType(t)
-    return list(s.shape) if s.has_static_shape else None
-
-
-def _constant(v: ir.Value):
-    if isinstance(v, ir.OpResult) and v.owner.name == "arith.constant":
-        attr = v.owner.attributes["value"]
-        if isinstance(attr, ir.IntegerAttr):
-            return int(attr.value)
-    return None
-
-
 def _wired(op: ir.Operation, bits: int, zp: bool) -> bool:
     """The body computes what `build` writes: its shifts, masks and the parity test use the
     constants `build` uses, and the values flow x * ((w - zp) * s) + acc."""
@@ -143,12 +128,12 @@ def _wired(op: ir.Operation, bits: int, zp: bool) -> bool:
         by_name.setdefault(o.name, []).append(o)
     expected = {"arith.shli": 4, "arith.shrsi": 4, "arith.shrui": 4, "arith.andi": 15, "arith.remui": 2}
     for name, value in expected.items():
-        if any(_constant(o.operands[1]) != value for o in by_name.get(name, [])):
+        if any(integer_constant(o.operands[1]) != value for o in by_name.get(name, [])):
             return False
     if bits == 4:
         cmp, sel = by_name["arith.cmpi"][0], by_name["arith.select"][0]
         chain = body[:3]
-        if int(ir.IntegerAttr(cmp.attributes["predicate"]).value) != 0 or _constant(cmp.operands[1]) != 0:
+        if int(ir.IntegerAttr(cmp.attributes["predicate"]).value) != 0 or integer_constant(cmp.operands[1]) != 0:
             return False
         if cmp.operands[0] != by_name["arith.remui"][0].results[0] or sel.operands[0] != cmp.results[0]:
             return False
@@ -178,7 +163,7 @@ def match(op: ir.Operation) -> Optional[DequantMatmul]:
         return None
     zp = len(op.operands) == 5
     types = [v.type for v in op.operands]
-    shapes = [_shape(t) for t in types]
+    shapes = [static_shape(t) for t in types]
     if any(s is None or len(s) != 2 for s in shapes):
         return None
     elements = [ir.ShapedType(t).element_type for t in types]

@@ -32,7 +32,7 @@ from mlir import ir
 
 from qmlir.ir import block_matmul
 from qmlir.kernels.base import Kernel, largest_divisor, register_kernel, splice
-from qmlir.kernels.int8_vnni import _VPDPBUSD
+from qmlir.kernels.int8_vnni import _VPDPBUSD, broadcast_four_bytes
 
 _NR = block_matmul.PANEL  # columns per panel: four 16-lane i32 accumulators per row
 _MIN_THREAD_BYTES = 8 << 20  # smaller weights run on one thread: a 2.4 MB one took 2x longer on two (the
@@ -81,13 +81,7 @@ def _row_tile(w, rows: int, m0: str, tag: str, types: dict) -> None:
             if h:
                 w(f"{i2}%k4{tag}{i} = affine.apply affine_map<(d0) -> (d0 + 4)>(%k{tag})")
                 kk = f"%k4{tag}{i}"
-            x_ = f"{tag}{i}{half}"
-            w(f"{i2}%xb{x_} = vector.transfer_read %x[%mi{tag}{i}, %g{tag}, {kk}], %pad {{in_bounds = [true]}} : "
-              f"{xt}, vector<4xi8>")
-            w(f"{i2}%xw{x_} = vector.bitcast %xb{x_} : vector<4xi8> to vector<1xi32>")
-            w(f"{i2}%xs{x_} = vector.extract %xw{x_}[0] : i32 from vector<1xi32>")
-            w(f"{i2}%xv{x_} = vector.broadcast %xs{x_} : i32 to {v32}")
-            w(f"{i2}%xc{x_} = vector.bitcast %xv{x_} : {v32} to {v8}")
+            broadcast_four_bytes(w, i2, f"{tag}{i}{half}", f"%x[%mi{tag}{i}, %g{tag}, {kk}]", xt)
         for q in range(4):
             prev = f"%a{tag}{i}_{q}"
             for half in halves:

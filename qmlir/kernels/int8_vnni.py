@@ -65,6 +65,18 @@ def _interleave_masks():
     return lo, hi, quads
 
 
+def broadcast_four_bytes(w, ind: str, tag: str, at: str, memref_type: str) -> str:
+    """Emit the read of the four bytes at `at` (an indexed memref of `memref_type`) as one i32
+    broadcast to all 16 lanes: the vector<64xi8> %xc<tag>, a `vpdpbusd` operand whose every lane
+    holds the same four values. Returns its name."""
+    w(f"{ind}%xb{tag} = vector.transfer_read {at}, %pad {{in_bounds = [true]}} : {memref_type}, vector<4xi8>")
+    w(f"{ind}%xw{tag} = vector.bitcast %xb{tag} : vector<4xi8> to vector<1xi32>")
+    w(f"{ind}%xs{tag} = vector.extract %xw{tag}[0] : i32 from vector<1xi32>")
+    w(f"{ind}%xv{tag} = vector.broadcast %xs{tag} : i32 to vector<16xi32>")
+    w(f"{ind}%xc{tag} = vector.bitcast %xv{tag} : vector<16xi32> to vector<64xi8>")
+    return f"%xc{tag}"
+
+
 def kernel_text(name: str, m: int, n: int, k: int, mr: int, nc: int, kc: int, xt: str, wt: str, ct: str) -> str:
     """The kernel as a function @name(x, w, acc) adding x @ w into acc (memrefs of types xt, wt,
     ct) with these tiles."""
@@ -118,11 +130,7 @@ def kernel_text(name: str, m: int, n: int, k: int, mr: int, nc: int, kc: int, xt
     outs = []
     for i in range(mr):
         w(f"            %mi{i} = affine.apply affine_map<(d0) -> (d0 + {i})>(%m0)")
-        w(f"            %xb{i} = vector.transfer_read %x[%mi{i}, %kk], %pad {{in_bounds = [true]}} : {xt}, vector<4xi8>")
-        w(f"            %xw{i} = vector.bitcast %xb{i} : vector<4xi8> to vector<1xi32>")
-        w(f"            %xs{i} = vector.extract %xw{i}[0] : i32 from vector<1xi32>")
-        w(f"            %xv{i} = vector.broadcast %xs{i} : i32 to {v32}")
-        w(f"            %xc{i} = vector.bitcast %xv{i} : {v32} to {v8}")
+        broadcast_four_bytes(w, "            ", str(i), f"%x[%mi{i}, %kk]", xt)
         w(f"            %xu{i} = arith.xori %xc{i}, %sign : {v8}")
         for q in range(4):
             w(f"            %d{i}_{q} = llvm.call_intrinsic \"{_VPDPBUSD}\"(%a{i}_{q}, %xu{i}, %v{q}) : "

@@ -144,9 +144,9 @@ def layer_configs(cfg: QuantConfig, names: List[str], skipped: List[str]) -> Dic
     """Each quantized layer's scheme (QuantConfig.for_layer); a `layers` pattern that matches no
     quantized layer is an error (a typo would otherwise quantize the layer as everything else)."""
     out = {n: cfg.for_layer(n) for n in names}
+    if getattr(cfg, "_lenient_layers", False):  # a preset's patterns apply where their layers exist
+        return out
     for pattern in cfg.layers:
-        if getattr(cfg, "_lenient_layers", False):  # a preset's: applies where the layer exists
-            break
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
             why = " (only skipped layers: set skip to quantize them)" if any(
                 fnmatch.fnmatchcase(n, pattern) for n in skipped) else ""

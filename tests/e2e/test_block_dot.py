@@ -78,16 +78,18 @@ def test_threaded_split_of_a_large_weight(K, N, dtype):
         assert torch.equal(qmlir.compile(q, (x,), target=qmlir.Target.cpu(threads=2))(x), q(x))
 
 
-def test_integer_part_is_exact():
-    """Unit scales (a 127 in every activation block and weight column) and integer inputs: the
+@pytest.mark.parametrize("bits", [8, 4])
+def test_integer_part_is_exact(bits):
+    """Unit scales (a 127 in every activation block; weights of scale 1) and integer inputs: the
     output is the integer product itself."""
     K, N, M = 64, 64, 3
-    g = torch.Generator().manual_seed(0)
-    wq = torch.randint(-127, 128, (K, N), generator=g, dtype=torch.int8)
-    wq[0] = 127
+    g = torch.Generator().manual_seed(bits)
+    lo, hi = (-127, 128) if bits == 8 else (-8, 8)
+    wq = torch.randint(lo, hi, (K, N), generator=g, dtype=torch.int8)
     x = torch.randint(-127, 128, (M, K), generator=g).to(torch.float32)
     x[:, ::32] = 127.0
-    layer = QuantizedLinear(K, N, "w8a8_block", 8, 0, pack_panels(wq), torch.ones(N), act_block=32)
+    packed = pack_panels(wq) if bits == 8 else pack_panels_int4(wq)
+    layer = QuantizedLinear(K, N, "w8a8_block", bits, 0, packed, torch.ones(N), act_block=32)
     expected = (x.to(torch.int64) @ wq.to(torch.int64)).to(torch.float32)
     with torch.no_grad():
         assert torch.equal(layer(x), expected)
@@ -113,19 +115,6 @@ def test_block_quantization_rounds_half_to_even_and_saturates():
     assert q.tolist() == [[127, 2, -4, 2, 0, 0, 0, 0]]
     q, s = quantize_blocks(torch.tensor([[-254.0, 1.0, 0.0, 0.0]]), 4)
     assert q[0, 0] == -127 and s[0, 0] == 2.0
-
-
-def test_int4_integer_part_is_exact():
-    K, N, M = 64, 64, 2
-    g = torch.Generator().manual_seed(1)
-    wq = torch.randint(-8, 8, (K, N), generator=g, dtype=torch.int8)
-    x = torch.randint(-127, 128, (M, K), generator=g).to(torch.float32)
-    x[:, ::32] = 127.0
-    layer = QuantizedLinear(K, N, "w8a8_block", 4, 0, pack_panels_int4(wq), torch.ones(N), act_block=32)
-    expected = (x.to(torch.int64) @ wq.to(torch.int64)).to(torch.float32)
-    with torch.no_grad():
-        assert torch.equal(layer(x), expected)
-        assert torch.equal(qmlir.compile(layer, (x,))(x), expected)
 
 
 def test_panel_layout_round_trips():
