@@ -114,10 +114,18 @@ def _row_tile(w, rows: int, m0: str, tag: str, types: dict) -> None:
     w(f"{ind}}}")
 
 
-def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, types: dict) -> str:
+def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, types: dict,
+                row_tile=None, cols: int = _NR, constants: tuple = ()) -> str:
     """The kernel as a function @name(x, w, sa, sw, y) adding the block-scaled product into y
     (memrefs of `types`: x [M, G, B] i8, w [N/64, K/4, 64, 4] i8 panels, sa [M, G], sw [N/64, G, 64]
-    panels, y [M, N] f32)."""
+    panels, y [M, N] f32).
+
+    The loops around the row tiles (the block sums of x, threads over panels, `cols`-column
+    tiles of each panel, row tiles of `mr` rows and single rows after them) are shared with the
+    other ISAs' block kernels: `row_tile(w, rows, m0, tag, types)` emits one tile's body
+    (default: this module's AVX512_VNNI one), with %p the panel, %cc the tile's first column
+    within it and %ncol its first column of y; `constants` are extra lines of the preamble."""
+    row_tile = row_tile or _row_tile
     M, N, G, B = d.m, d.n, d.blocks, d.block
     rows = 8 if d.bits == 4 else 4  # rows of k per 64 bytes of a panel row
     P, Q = N // _NR, d.k // rows
@@ -139,6 +147,7 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
     w(f"  %cMain = arith.constant {main} : index")
     w(f"  %cMR = arith.constant {mr} : index")
     w(f"  %cPT = arith.constant {per_task} : index")
+    w(f"  %cCOLS = arith.constant {cols} : index")
     w(f"  %cshift = arith.constant {3 if d.bits == 4 else 7} : i32")  # the unsigned operand's offset: 8 or 128
     w("  %low = arith.constant dense<15> : vector<64xi8>")
     w("  %four = arith.constant dense<4> : vector<64xi8>")
@@ -146,6 +155,8 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
     w("  %fpad = arith.constant 0.0 : f32")
     w("  %zero = arith.constant dense<0> : vector<16xi32>")
     w("  %sign = arith.constant dense<-128> : vector<64xi8>")
+    for line in constants:
+        w(f"  {line}")
     if types["w_identity"]:
         w(f"  %wf = memref.collapse_shape %w [[0], [1], [2, 3]] : {types['w']} into {wf}")
     else:  # a strided view (not what bufferization makes of a weight argument): a contiguous copy first
@@ -166,15 +177,17 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
     w(f"    %p0 = affine.apply affine_map<(d0) -> (d0 * {per_task})>(%t)")
     w("    scf.for %pi = %c0 to %cPT step %c1 {")
     w("      %p = arith.addi %p0, %pi : index")
-    w(f"      %ncol = affine.apply affine_map<(d0) -> (d0 * {_NR})>(%p)")
+    w("      scf.for %cc = %c0 to %c64 step %cCOLS {")
+    w(f"      %ncol = affine.apply affine_map<(d0, d1) -> (d0 * {_NR} + d1)>(%p, %cc)")
     if main:
         w("      scf.for %m0 = %c0 to %cMain step %cMR {")
-        _row_tile(w, mr, "%m0", "A", types)
+        row_tile(w, mr, "%m0", "A", types)
         w("      }")
     if main < M:
         w("      scf.for %m1 = %cMain to %cM step %c1 {")
-        _row_tile(w, 1, "%m1", "T", types)
+        row_tile(w, 1, "%m1", "T", types)
         w("      }")
+    w("      }")
     w("    }")
     w("  }")
     w(f"  memref.dealloc %xsum : memref<{M}x{G}xi32>")

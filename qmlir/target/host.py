@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 # The CPU features some kernel in qmlir/kernels can use (others do not change the code).
-KERNEL_FEATURES = ("avx512_bf16", "avx512_vnni")
+KERNEL_FEATURES = ("avx2", "avx512_bf16", "avx512_vnni")
 
 
 @lru_cache(maxsize=None)

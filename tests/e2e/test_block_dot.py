@@ -18,6 +18,13 @@ from qmlir.target import host
 from qmlir.target.kernel_choice import kernel_choices
 
 PORTABLE = qmlir.Target.cpu(features=())
+DOORS = {"target": None, "portable": PORTABLE, "avx2": qmlir.Target.cpu(features=("avx2",))}
+
+
+def _door(name):
+    if name == "avx2" and not host.has("avx2"):
+        pytest.skip("this CPU has no AVX2")
+    return DOORS[name]
 
 
 def _layer(K, N, seed, **cfg):
@@ -45,46 +52,55 @@ CASES = [  # M, K, N, config
 
 @pytest.mark.parametrize("M,K,N,cfg", CASES, ids=[f"M{c[0]}-K{c[1]}-N{c[2]}-{c[3].get('weight_dtype', 'int8')}"
                                                   for c in CASES])
-@pytest.mark.parametrize("door", ["target", "portable"])
+@pytest.mark.parametrize("door", DOORS)
 def test_compiled_equals_eager_bit_for_bit(M, K, N, cfg, door):
+    """Through the target's kernel (VNNI or AVX2), the AVX2 kernel alone and the portable path."""
+    target = _door(door)
     q = _layer(K, N, seed=M * 1000 + K + N, **cfg)
     x = torch.randn(M, K) * 2
     x[0, :8] = 0.0  # a zero block (scale 1) when the block is 8
-    compiled = qmlir.compile(q, (x,), target=PORTABLE) if door == "portable" else qmlir.compile(q, (x,))
+    compiled = qmlir.compile(q, (x,), target=target)
     with torch.no_grad():
         assert torch.equal(compiled(x), q(x))
 
 
-def test_kernel_is_chosen_where_the_cpu_has_vnni():
-    if not host.has("avx512_vnni"):
-        pytest.skip("this CPU has no AVX512_VNNI")
+def test_kernel_choice_follows_the_target_features():
+    """VNNI where the target has it, else AVX2, else the portable generic (no kernel)."""
     q = _layer(64, 128, seed=0)
     graphs = []
     torch._dynamo.reset()
     with torch.no_grad():
         torch.compile(q, backend=qmlir.backend(on_import=graphs.append))(torch.randn(2, 64))
-    with graphs[0].module.context as ctx:
+    with graphs[0].module.context:
         text = str(graphs[0].module)
-        assert kernel_choices(ir.Module.parse(text), qmlir.Target.cpu()) == ["int8_block_dot"]
-        assert kernel_choices(ir.Module.parse(text), PORTABLE) == []
+        choose = lambda *features: kernel_choices(ir.Module.parse(text), qmlir.Target.cpu(features=features))  # noqa: E731
+        assert choose("avx2", "avx512_vnni") == ["int8_block_dot"]
+        assert choose("avx512_vnni") == ["int8_block_dot"]
+        assert choose("avx2") == ["int8_block_avx2"]
+        assert choose() == []
 
 
 @pytest.mark.parametrize("K,N,dtype", [(2048, 4096, "int8"), (4096, 4096, "int4")])
-def test_threaded_split_of_a_large_weight(K, N, dtype):
+@pytest.mark.parametrize("features", [None, ("avx2",)], ids=["host", "avx2"])
+def test_threaded_split_of_a_large_weight(K, N, dtype, features):
     """8 MB of weights: the columns split over two tasks; same numbers as eager."""
+    if features and not all(host.has(f) for f in features):
+        pytest.skip("this CPU lacks " + ",".join(features))
     q = _layer(K, N, seed=1, weight_dtype=dtype, weight_granularity="group", group_size=32)
     x = torch.randn(1, K)
     with torch.no_grad():
-        assert torch.equal(qmlir.compile(q, (x,), target=qmlir.Target.cpu(threads=2))(x), q(x))
+        assert torch.equal(qmlir.compile(q, (x,), target=qmlir.Target.cpu(features=features, threads=2))(x), q(x))
 
 
 @pytest.mark.parametrize("bits", [8, 4])
-def test_integer_part_is_exact(bits):
+@pytest.mark.parametrize("door", DOORS)
+def test_integer_part_is_exact(bits, door):
     """Unit scales (a 127 in every activation block; weights of scale 1) and integer inputs: the
-    output is the integer product itself."""
+    output is the integer product itself, -128 weights (GPTQ can make them) included."""
+    target = _door(door)
     K, N, M = 64, 64, 3
     g = torch.Generator().manual_seed(bits)
-    lo, hi = (-127, 128) if bits == 8 else (-8, 8)
+    lo, hi = (-128, 128) if bits == 8 else (-8, 8)
     wq = torch.randint(lo, hi, (K, N), generator=g, dtype=torch.int8)
     x = torch.randint(-127, 128, (M, K), generator=g).to(torch.float32)
     x[:, ::32] = 127.0
@@ -93,7 +109,7 @@ def test_integer_part_is_exact(bits):
     expected = (x.to(torch.int64) @ wq.to(torch.int64)).to(torch.float32)
     with torch.no_grad():
         assert torch.equal(layer(x), expected)
-        assert torch.equal(qmlir.compile(layer, (x,))(x), expected)
+        assert torch.equal(qmlir.compile(layer, (x,), target=target)(x), expected)
 
 
 def test_reference_against_float64():
