@@ -24,7 +24,7 @@
 // BUF-LABEL: func.func @nt
 // BUF: linalg.matmul indexing_maps = [#map, #map1, #map2] {qmlir.kernel = {batch = 0 : i64, kc = 64 : i64, kv = 16 : i64, mr = 4 : i64, name = "portable", nc = 16 : i64, nr = 4 : i64, schedule = "nt", threaded = 0 : i64}}
 // BUF-NOT: vector.
-// ERR: error: qmlir.kernel names an unknown kernel 'no_such_kernel' (kernels: bf16_dot, dequant_gemm, int8_block_dot, int8_vnni, portable, row_reduce)
+// ERR: error: qmlir.kernel names an unknown kernel 'no_such_kernel' (kernels: bf16_dot, dequant_gemm, int8_block_avx2, int8_block_dot, int8_vnni, portable, row_reduce)
 func.func @nt(%x: tensor<4x64xf32>, %w: tensor<16x64xf32>) -> tensor<4x16xf32> {
   %z = arith.constant 0.0 : f32
   %e = tensor.empty() : tensor<4x16xf32>
