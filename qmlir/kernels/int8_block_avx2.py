@@ -30,6 +30,7 @@ from mlir import ir
 from qmlir.ir import block_matmul
 from qmlir.kernels import int8_block_dot
 from qmlir.kernels.base import Kernel, register_kernel, splice
+from qmlir.kernels.int8_vnni import broadcast_four_bytes
 
 _PMADDWD = "llvm.x86.avx2.pmadd.wd"
 _PMADDUBSW = "llvm.x86.avx2.pmadd.ub.sw"
@@ -59,16 +60,6 @@ def _x_pairs(w, ind: str, tag: str, at: str, memref_type: str) -> str:
     return f"%xc{tag}"
 
 
-def _x_bytes(w, ind: str, tag: str, at: str, memref_type: str) -> str:
-    """x's four bytes at `at` broadcast to the eight i32 lanes: the signed `vpmaddubsw` operand."""
-    w(f"{ind}%xb{tag} = vector.transfer_read {at}, %pad {{in_bounds = [true]}} : {memref_type}, vector<4xi8>")
-    w(f"{ind}%xw{tag} = vector.bitcast %xb{tag} : vector<4xi8> to vector<1xi32>")
-    w(f"{ind}%xs{tag} = vector.extract %xw{tag}[0] : i32 from vector<1xi32>")
-    w(f"{ind}%xv{tag} = vector.broadcast %xs{tag} : i32 to {_V8}")
-    w(f"{ind}%xc{tag} = vector.bitcast %xv{tag} : {_V8} to {_V32}")
-    return f"%xc{tag}"
-
-
 def row_tile(w, rows: int, m0: str, tag: str, types: dict) -> None:
     """One tile's body: `rows` rows from index value `m0`, the columns %cc..%cc+cols of panel %p
     (%ncol in y), every block of K."""
@@ -90,8 +81,8 @@ def row_tile(w, rows: int, m0: str, tag: str, types: dict) -> None:
         w(f"{i2}%mi{tag}{i} = affine.apply affine_map<(d0) -> (d0 + {i})>({m0})")
         if four:
             w(f"{i2}%k4{tag}{i} = affine.apply affine_map<(d0) -> (d0 + 4)>(%k{tag})")
-            xs.append((_x_bytes(w, i2, f"{tag}{i}lo", f"%x[%mi{tag}{i}, %g{tag}, %k{tag}]", xt),
-                       _x_bytes(w, i2, f"{tag}{i}hi", f"%x[%mi{tag}{i}, %g{tag}, %k4{tag}{i}]", xt)))
+            xs.append((broadcast_four_bytes(w, i2, f"{tag}{i}lo", f"%x[%mi{tag}{i}, %g{tag}, %k{tag}]", xt, lanes=8),
+                       broadcast_four_bytes(w, i2, f"{tag}{i}hi", f"%x[%mi{tag}{i}, %g{tag}, %k4{tag}{i}]", xt, lanes=8)))
         else:
             xs.append(_x_pairs(w, i2, f"{tag}{i}", f"%x[%mi{tag}{i}, %g{tag}, %k{tag}]", xt))
     outs = {}

@@ -65,15 +65,15 @@ def _interleave_masks():
     return lo, hi, quads
 
 
-def broadcast_four_bytes(w, ind: str, tag: str, at: str, memref_type: str) -> str:
+def broadcast_four_bytes(w, ind: str, tag: str, at: str, memref_type: str, lanes: int = 16) -> str:
     """Emit the read of the four bytes at `at` (an indexed memref of `memref_type`) as one i32
-    broadcast to all 16 lanes: the vector<64xi8> %xc<tag>, a `vpdpbusd` operand whose every lane
-    holds the same four values. Returns its name."""
+    broadcast to all `lanes` lanes: the vector<(4 lanes)xi8> %xc<tag>, a `vpdpbusd` (16 lanes)
+    or `vpmaddubsw` (8) operand whose every lane holds the same four values. Returns its name."""
     w(f"{ind}%xb{tag} = vector.transfer_read {at}, %pad {{in_bounds = [true]}} : {memref_type}, vector<4xi8>")
     w(f"{ind}%xw{tag} = vector.bitcast %xb{tag} : vector<4xi8> to vector<1xi32>")
     w(f"{ind}%xs{tag} = vector.extract %xw{tag}[0] : i32 from vector<1xi32>")
-    w(f"{ind}%xv{tag} = vector.broadcast %xs{tag} : i32 to vector<16xi32>")
-    w(f"{ind}%xc{tag} = vector.bitcast %xv{tag} : vector<16xi32> to vector<64xi8>")
+    w(f"{ind}%xv{tag} = vector.broadcast %xs{tag} : i32 to vector<{lanes}xi32>")
+    w(f"{ind}%xc{tag} = vector.bitcast %xv{tag} : vector<{lanes}xi32> to vector<{4 * lanes}xi8>")
     return f"%xc{tag}"
 
 

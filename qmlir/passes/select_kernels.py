@@ -49,6 +49,6 @@ registry.register_pass(
     "qmlir-select-kernels",
     "choose a micro-kernel (qmlir/kernels) for every matmul the target's CPU features allow; record it as qmlir.kernel",
     run,
-    {"features": registry.Option(str, "", "CPU features the kernels may use, comma-separated (avx512_bf16,avx512_vnni)"),
+    {"features": registry.Option(str, "", "CPU features the kernels may use, comma-separated (avx2,avx512_bf16,avx512_vnni)"),
      "threads": registry.Option(int, 1, "worker threads the tile choice may split over", minimum=1)},
 )

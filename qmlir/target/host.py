@@ -2,7 +2,7 @@
 /proc/cpuinfo flags) and the CPUs this process may use. Only `Target.cpu()` reads these, when
 it detects the host; passes and kernels get them as options, never from here.
 
-`QMLIR_CPU_DISABLE=avx512_bf16,avx512_vnni` hides features (to test the portable path);
+`QMLIR_CPU_DISABLE=avx2,avx512_bf16,avx512_vnni` hides features (to test the portable path);
 `QMLIR_NUM_THREADS=N` sets the worker count.
 """
 from __future__ import annotations
