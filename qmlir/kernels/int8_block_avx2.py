@@ -29,7 +29,7 @@ from mlir import ir
 
 from qmlir.ir import block_matmul
 from qmlir.kernels import int8_block_dot
-from qmlir.kernels.base import Kernel, register_kernel, splice
+from qmlir.kernels.base import Kernel, register_kernel
 from qmlir.kernels.int8_vnni import broadcast_four_bytes
 
 _PMADDWD = "llvm.x86.avx2.pmadd.wd"
@@ -151,24 +151,10 @@ def select(op: ir.Operation, threads: int) -> dict | None:
 
 
 def expand(module, chosen: list) -> int:
-    """Replace each (block-scaled matmul generic on memrefs, config) by the kernel's body."""
-    for op, cfg in chosen:
-        d = block_matmul.match(op)
-        if d is None:
-            raise TypeError(f"{op.location}: kernel int8_block_avx2 recorded on an op that is not a block-scaled matmul")
-        if 64 % cfg["cols"] or cfg["cols"] % 8:
-            raise TypeError(f"{op.location}: kernel int8_block_avx2: cols={cfg['cols']} does not divide a 64-column panel "
-                            "in multiples of 8")
-        x, w, sa, sw, _, y = op.operands
-        if not isinstance(y.type, ir.MemRefType):
-            raise TypeError(f"{op.location}: kernel int8_block_avx2 expands after bufferization; the op is on tensors")
-        types = {"x": str(x.type), "w": str(w.type), "sa": str(sa.type), "sw": str(sw.type), "y": str(y.type),
-                 "w_identity": ir.MemRefType(w.type).layout == ir.AffineMapAttr.get(ir.AffineMap.get_identity(4)),
-                 "cols": cfg["cols"]}
-        text = int8_block_dot.kernel_text("kernel", d, cfg["mr"], cfg["tasks"], types, row_tile=row_tile,
-                                          cols=cfg["cols"], constants=CONSTANTS)
-        splice(op, text, (x, w, sa, sw, y), returns_result=False)
-    return len(chosen)
+    """Replace each (block-scaled matmul generic on memrefs, config) by the kernel's body (int8
+    weights are the signed operand as they are: no block sums of x)."""
+    return int8_block_dot.expand_blocks("int8_block_avx2", chosen, row_tile=row_tile, constants=CONSTANTS,
+                                        block_sums=lambda d: d.bits == 4)
 
 
 KERNEL = register_kernel(Kernel(

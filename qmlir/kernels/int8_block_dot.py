@@ -115,7 +115,7 @@ def _row_tile(w, rows: int, m0: str, tag: str, types: dict) -> None:
 
 
 def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, types: dict,
-                row_tile=None, cols: int = _NR, constants: tuple = ()) -> str:
+                row_tile=None, cols: int = _NR, constants: tuple = (), block_sums: bool = True) -> str:
     """The kernel as a function @name(x, w, sa, sw, y) adding the block-scaled product into y
     (memrefs of `types`: x [M, G, B] i8, w [N/64, K/4, 64, 4] i8 panels, sa [M, G], sw [N/64, G, 64]
     panels, y [M, N] f32).
@@ -124,13 +124,14 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
     tiles of each panel, row tiles of `mr` rows and single rows after them) are shared with the
     other ISAs' block kernels: `row_tile(w, rows, m0, tag, types)` emits one tile's body
     (default: this module's AVX512_VNNI one), with %p the panel, %cc the tile's first column
-    within it and %ncol its first column of y; `constants` are extra lines of the preamble."""
+    within it and %ncol its first column of y (`types["cols"]` its width); `constants` are
+    extra lines of the preamble; `block_sums`: compute %xsum (the body subtracts a multiple of it)."""
     row_tile = row_tile or _row_tile
     M, N, G, B = d.m, d.n, d.blocks, d.block
     rows = 8 if d.bits == 4 else 4  # rows of k per 64 bytes of a panel row
     P, Q = N // _NR, d.k // rows
     wf = f"memref<{P}x{Q}x256xi8>"
-    types = dict(types, M=M, G=G, S=B // rows, wf=wf, bits=d.bits)
+    types = dict(types, M=M, G=G, S=B // rows, wf=wf, bits=d.bits, cols=cols)
     per_task = P // tasks
     main = M - M % mr
     L = []
@@ -163,16 +164,16 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
         w(f"  %wc = memref.alloc() {{alignment = 64 : i64}} : memref<{P}x{Q}x64x4xi8>")
         w(f"  memref.copy %w, %wc : {types['w']} to memref<{P}x{Q}x64x4xi8>")
         w(f"  %wf = memref.collapse_shape %wc [[0], [1], [2, 3]] : memref<{P}x{Q}x64x4xi8> into {wf}")
-    # the block sums of x, for the correction of the unsigned weight operand
-    w(f"  %xsum = memref.alloc() {{alignment = 64 : i64}} : memref<{M}x{G}xi32>")
-    w("  scf.for %m = %c0 to %cM step %c1 {")
-    w("    scf.for %g = %c0 to %cG step %c1 {")
-    w(f"      %xv = vector.transfer_read %x[%m, %g, %c0], %pad {{in_bounds = [true]}} : {types['x']}, vector<{B}xi8>")
-    w(f"      %xe = arith.extsi %xv : vector<{B}xi8> to vector<{B}xi32>")
-    w(f"      %xr = vector.reduction <add>, %xe : vector<{B}xi32> into i32")
-    w(f"      memref.store %xr, %xsum[%m, %g] : memref<{M}x{G}xi32>")
-    w("    }")
-    w("  }")
+    if block_sums:  # the block sums of x, for the correction of an unsigned weight operand
+        w(f"  %xsum = memref.alloc() {{alignment = 64 : i64}} : memref<{M}x{G}xi32>")
+        w("  scf.for %m = %c0 to %cM step %c1 {")
+        w("    scf.for %g = %c0 to %cG step %c1 {")
+        w(f"      %xv = vector.transfer_read %x[%m, %g, %c0], %pad {{in_bounds = [true]}} : {types['x']}, vector<{B}xi8>")
+        w(f"      %xe = arith.extsi %xv : vector<{B}xi8> to vector<{B}xi32>")
+        w(f"      %xr = vector.reduction <add>, %xe : vector<{B}xi32> into i32")
+        w(f"      memref.store %xr, %xsum[%m, %g] : memref<{M}x{G}xi32>")
+        w("    }")
+        w("  }")
     w(f"  scf.forall (%t) in ({tasks}) {{")
     w(f"    %p0 = affine.apply affine_map<(d0) -> (d0 * {per_task})>(%t)")
     w("    scf.for %pi = %c0 to %cPT step %c1 {")
@@ -190,7 +191,8 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
     w("      }")
     w("    }")
     w("  }")
-    w(f"  memref.dealloc %xsum : memref<{M}x{G}xi32>")
+    if block_sums:
+        w(f"  memref.dealloc %xsum : memref<{M}x{G}xi32>")
     if not types["w_identity"]:
         w(f"  memref.dealloc %wc : memref<{P}x{Q}x64x4xi8>")
     w("  return")
@@ -204,20 +206,36 @@ def select(op: ir.Operation, threads: int) -> dict | None:
     return None if d is None else tiles(d, threads)
 
 
-def expand(module, chosen: list) -> int:
-    """Replace each (block-scaled matmul generic on memrefs, config) by the kernel's body, in
-    place (the generic's scratch output, the running block sum, is not needed)."""
+def expand_blocks(kernel: str, chosen: list, row_tile=None, constants: tuple = (), block_sums=lambda d: True) -> int:
+    """Replace each (block-scaled matmul generic on memrefs, config) by `kernel`'s body (its
+    `row_tile` in kernel_text's loops; config mr, tasks and optionally cols), in place (the
+    generic's scratch output, the running block sum, is not needed)."""
     for op, cfg in chosen:
         d = block_matmul.match(op)
         if d is None:
-            raise TypeError(f"{op.location}: kernel int8_block_dot recorded on an op that is not a block-scaled matmul")
+            raise TypeError(f"{op.location}: kernel {kernel} recorded on an op that is not a block-scaled matmul")
+        cols = cfg.get("cols", _NR)
+        if _NR % cols or cols % 8:
+            raise TypeError(f"{op.location}: kernel {kernel}: cols={cols} does not divide a {_NR}-column panel "
+                            "in multiples of 8")
         x, w, sa, sw, _, y = op.operands
         if not isinstance(y.type, ir.MemRefType):
-            raise TypeError(f"{op.location}: kernel int8_block_dot expands after bufferization; the op is on tensors")
+            raise TypeError(f"{op.location}: kernel {kernel} expands after bufferization; the op is on tensors")
         types = {"x": str(x.type), "w": str(w.type), "sa": str(sa.type), "sw": str(sw.type), "y": str(y.type),
                  "w_identity": ir.MemRefType(w.type).layout == ir.AffineMapAttr.get(ir.AffineMap.get_identity(4))}
-        splice(op, kernel_text("kernel", d, cfg["mr"], cfg["tasks"], types), (x, w, sa, sw, y), returns_result=False)
+        text = kernel_text("kernel", d, cfg["mr"], cfg["tasks"], types, row_tile=row_tile, cols=cols,
+                           constants=constants, block_sums=block_sums(d))
+        splice(op, text, (x, w, sa, sw, y), returns_result=False)
     return len(chosen)
+
+
+def expand(module, chosen: list) -> int:
+    """Replace each (block-scaled matmul generic on memrefs, config) by the VNNI body (whole
+    64-column panels: its row tile has no narrower form)."""
+    for op, cfg in chosen:
+        if cfg.get("cols", _NR) != _NR:
+            raise TypeError(f"{op.location}: kernel int8_block_dot: cols={cfg['cols']}, only {_NR} (a whole panel)")
+    return expand_blocks("int8_block_dot", chosen)
 
 
 KERNEL = register_kernel(Kernel(
