@@ -22,6 +22,7 @@ _LAZY = {
     "qmlir_backend": "qmlir.frontend.dynamo_backend",
     "import_graph": "qmlir.frontend.importer",
     "Target": "qmlir.target",
+    "compile_for_generate": "qmlir.frontend.generation",
     **{name: "qmlir.quantization" for name in ("CalibrationError", "QuantConfig", "QuantConfigError",
                                                "QuantizationError", "load_quantized", "quantize", "save_quantized")},
 }
@@ -49,7 +50,7 @@ def supported_ops() -> list:
 
 __all__ = [
     "CompileError", "CompiledModule", "IndexOutOfRangeError", "CudaUnavailableError", "InputMismatchError", "QmlirError", "UnsupportedOp",
-    "UnsupportedOpError", "QmlirFallbackWarning", "Target", "backend", "compile", "import_graph", "import_model", "qmlir_backend", "supported_ops",
+    "UnsupportedOpError", "QmlirFallbackWarning", "Target", "backend", "compile", "compile_for_generate", "import_graph", "import_model", "qmlir_backend", "supported_ops",
     "CalibrationError", "QuantConfig", "QuantConfigError", "QuantizationError", "load_quantized", "quantize",
     "save_quantized",
 ]

@@ -127,6 +127,89 @@ def test_new_prompt_lengths_compile_instead_of_falling_back():
     assert counts[0] == 2 and counts[1] > counts[0] and counts[2] > counts[1]
 
 
+def _prompts(lengths, vocab=256):
+    """Random prompts that never hold token 0 (generate's pad_token_id here, which it would mask)."""
+    return {n: torch.randint(1, vocab, (1, n), generator=torch.Generator().manual_seed(n)) for n in lengths}
+
+
+def test_prompt_lengths_share_one_compiled_prefill():
+    """qmlir.compile_for_generate: prompts of 5, 17 and 100 tokens (padded, one chunk plus an
+    overlapping tail, six chunks plus a tail) run through one compiled prefill of 16 tokens and
+    one decode step: two compiles in all, no fallback, eager's tokens and logits."""
+    import warnings
+    from qmlir.frontend.dynamo_backend import QmlirFallbackWarning
+    torch._dynamo.reset()
+    model = tiny_llama()
+    prompts = _prompts((5, 17, 100, 16))
+    refs = {n: generate(model, ids, 6, max_cache_len=128) for n, ids in prompts.items()}
+    graphs = []
+    forward = qmlir.compile_for_generate(model, chunk=16, max_cache_len=128, on_compile=graphs.append)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", QmlirFallbackWarning)
+            for n in (5, 17, 100, 16):
+                tokens, logits = generate(model, prompts[n], 6)
+                assert torch.equal(tokens, refs[n][0]), n
+                torch.testing.assert_close(logits, refs[n][1], rtol=1e-4, atol=1e-4)
+    finally:
+        forward.restore()
+    assert len(graphs) == 2, [g.graph.inputs[0].shape for g in graphs]
+    assert sorted(g.graph.inputs[0].shape for g in graphs) == [(1, 1), (1, 16)]
+    assert forward.calls["chunk"] == 1 + 2 + 7 + 1  # 5: padded; 17: 16 + last 16; 100: 6 x 16 + last 16
+    assert model.forward is not forward
+
+
+def test_chunked_forward_gives_the_plain_forwards_logits():
+    """A direct forward through the chunked path (logits_to_keep 0: every position, and 3: the
+    last three), and a batch of two with left padding (a real mask: its own graph), against the
+    plain eager forward on an identical cache."""
+    from transformers import StaticCache
+    torch._dynamo.reset()
+    model = tiny_llama()
+    ids = _prompts((21,))[21]
+    forward = qmlir.compile_for_generate(model, chunk=8, strict=True)
+    try:
+        for keep in (0, 3):
+            with torch.no_grad():
+                ref = forward.eager_forward(input_ids=ids, cache=StaticCache(config=model.config, max_cache_len=40),
+                                            use_cache=True, logits_to_keep=keep).logits
+                cache = StaticCache(config=model.config, max_cache_len=40)
+                out = model.forward(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=keep).logits
+            assert out.shape == ref.shape == (1, 21 if keep == 0 else keep, 256)
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+            assert int(cache.get_seq_length()) == 21  # the counter at the prompt's end, not past a chunk
+    finally:
+        forward.restore()
+    batch = torch.cat([_prompts((13,))[13], torch.cat([torch.zeros(1, 4, dtype=torch.long), ids[:, :9]], 1)])
+    mask = torch.ones_like(batch)
+    mask[1, :4] = 0
+    settings = dict(attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0,
+                    cache_implementation="static")
+    with torch.no_grad():
+        ref_tokens = model.generate(batch, **settings)
+    forward = qmlir.compile_for_generate(model, chunk=8, strict=True)
+    try:
+        with torch.no_grad():
+            tokens = model.generate(batch, **settings)
+    finally:
+        forward.restore()
+    assert torch.equal(tokens, ref_tokens)
+    assert forward.calls["chunk"] == 2 and forward.calls["whole"] == 3
+
+
+def test_compile_for_generate_rejects_bad_settings():
+    from qmlir.frontend.generation import GenerationSetupError
+    model = tiny_llama()
+    for kwargs, match in [({"chunk": 1}, "chunk=1"), ({"chunk": "32"}, "chunk='32'"),
+                          ({"chunk": 16, "max_cache_len": 8}, "at least the chunk"),
+                          ({"backend": qmlir.backend(), "strict": True}, "either backend")]:
+        with pytest.raises(GenerationSetupError, match=match):
+            qmlir.compile_for_generate(model, **kwargs)
+    assert "forward" not in vars(model)  # nothing was installed
+    with pytest.raises(GenerationSetupError, match="no generate"):
+        qmlir.compile_for_generate(torch.nn.Linear(2, 2))
+
+
 def test_generation_timer_records_the_new_tokens():
     from qmlir.evaluation import GenerationTimer
     model = tiny_llama()
