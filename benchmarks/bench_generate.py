@@ -261,19 +261,19 @@ def _generate_rows(model, tok, rounds, qmlir_backend):
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    eager_forward = model.forward
     out = {}
     with torch.no_grad():
         ref = gen(model)
         out["eager f32"] = median_s()
-        model.forward = _forward(model, qmlir_backend("qmlir generate"))
+        import qmlir  # the user's path: the prefill in chunks of 32, one graph for every prompt length
+        restore = qmlir.compile_for_generate(model, backend=qmlir_backend("qmlir generate")).restore
         try:
             t0 = time.perf_counter()
             got = gen(model)
             first = time.perf_counter() - t0
             out["qmlir f32"] = median_s()
         finally:
-            model.forward = eager_forward
+            restore()
     same = torch.equal(ref, got)
     title = "SmolLM2-135M generate, 23-token prompt + 32 new tokens (HF generate, static cache)"
     print(f"\n{title}")

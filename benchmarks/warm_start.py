@@ -33,7 +33,7 @@ t_import = time.time()
 model, tok = zoo.smollm2()
 t_load = time.time()
 if sys.argv[2] == "qmlir":
-    model.forward = torch.compile(model.forward, backend="qmlir", dynamic=False)
+    qmlir.compile_for_generate(model)
 ids = tok(sys.argv[1], return_tensors="pt").input_ids
 timer = GenerationTimer()
 with torch.no_grad():

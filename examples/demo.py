@@ -40,12 +40,13 @@ def timed(fn, repeats: int = 3) -> tuple:
 
 def generate(model, prompt: torch.Tensor, new_tokens: int, pad_id: int, backend=None) -> tuple:
     """Greedy generation with the static KV cache: eager, or with model.forward compiled by
-    `backend` (qmlir: the prefill and the decode step are two graphs; the cache is written in
-    place). Returns (new token ids, time to first token s, decode tokens/s, first call s)."""
+    `backend` through qmlir.compile_for_generate (the prefill's chunk and the decode step are
+    two graphs; the cache is written in place). Returns (new token ids, time to first token s, decode tokens/s, first call s)."""
     from qmlir.evaluation import GenerationTimer
-    eager_forward = model.forward
-    if backend is not None:
-        model.forward = torch.compile(eager_forward, backend=backend, dynamic=False)
+    restore = None
+    if backend is not None:  # the prefill in chunks of 32 tokens: one graph for every prompt length
+        import qmlir
+        restore = qmlir.compile_for_generate(model, backend=backend).restore
 
     def run():
         timer = GenerationTimer()
@@ -60,7 +61,8 @@ def generate(model, prompt: torch.Tensor, new_tokens: int, pad_id: int, backend=
         first = time.perf_counter() - t0
         timers = [run() for _ in range(3)]
     finally:
-        model.forward = eager_forward
+        if restore is not None:
+            restore()
     best = min(timers, key=lambda t: t.ttft_s + (len(t.times) - 1) / t.decode_tokens_per_s)
     return (torch.tensor(best.tokens), statistics.median(t.ttft_s for t in timers),
             statistics.median(t.decode_tokens_per_s for t in timers), first)

@@ -1,7 +1,8 @@
 """`qmlir generate MODEL [--quantized Q] --prompt TEXT --max-new-tokens N`: Hugging Face
-`generate` with the static KV cache, the forward compiled by qmlir (the prefill and the decode
-step, the cache written in place); streams the continuation, then prints time to first token
-and tokens/s."""
+`generate` with the static KV cache, the forward compiled by qmlir.compile_for_generate (the
+prefill in chunks of 32 tokens, one graph for every prompt length, and the decode step; the
+cache written in place); streams the continuation, then prints time to first token and
+tokens/s."""
 from __future__ import annotations
 
 import sys
@@ -102,9 +103,10 @@ def run(args) -> int:
     pad = tok.eos_token_id if tok.eos_token_id is not None else 0
     sample = dict(do_sample=True, temperature=args.temperature, top_p=args.top_p) if args.temperature > 0 \
         else dict(do_sample=False)
-    eager_forward = model.forward
-    if not args.eager:
-        model.forward = common.compiled(eager_forward)
+    restore = None
+    if not args.eager:  # the prefill in fixed chunks: one compile for every prompt length
+        import qmlir
+        restore = qmlir.compile_for_generate(model, backend=qmlir.backend(strict=True)).restore
     label = "eager" if args.eager else "qmlir"
     try:
         with torch.no_grad():
@@ -125,7 +127,8 @@ def run(args) -> int:
             model.generate(ids, max_new_tokens=args.max_new_tokens, cache_implementation="static",
                            pad_token_id=pad, streamer=timer, **sample)
     finally:
-        model.forward = eager_forward
+        if restore is not None:
+            restore()
     streamer.finish()
     n = len(timer.tokens)
     line = f"{label}: prompt {ids.shape[1]} tokens, time to first token {timer.ttft_s * 1e3:.0f} ms"
