@@ -81,12 +81,16 @@ class ChunkedForward:
     to `compiled` as they are. `calls` counts the compiled forward's calls by kind (tests and
     benchmarks read it)."""
 
-    def __init__(self, model: torch.nn.Module, eager_forward: Callable, compiled: Callable, chunk: int):
+    def __init__(self, model: torch.nn.Module, eager_forward: Callable, compiled: Callable, chunk: int,
+                 skip_guards: bool = True):
         self.model = model
         self.eager_forward = eager_forward
         self.compiled = compiled
         self.chunk = chunk
-        self.calls = {"chunk": 0, "whole": 0}
+        self.skip_guards = skip_guards
+        self.compiles = 0  # graphs the backend was handed (counted by compile_for_generate's wrapper)
+        self._repeat = None  # the key of the last step that ran every guard and compiled nothing
+        self.calls = {"chunk": 0, "whole": 0, "unguarded": 0}
         functools.update_wrapper(self, eager_forward)  # generate reads the signature (logits_to_keep)
 
     # -- the plan ---------------------------------------------------------------------------
@@ -131,10 +135,43 @@ class ChunkedForward:
 
     def __call__(self, *args, **kwargs):
         plan = self._chunkable(args, kwargs)
-        if plan is None:
-            self.calls["whole"] += 1
-            return self.compiled(*args, **kwargs)
-        return self._chunked(kwargs, *plan)
+        if plan is not None:
+            self._repeat = None  # a new prompt: the next decode step runs Dynamo's guards again
+            return self._chunked(kwargs, *plan)
+        self.calls["whole"] += 1
+        key = self._step_key(args, kwargs) if self.skip_guards else None
+        if key is not None and key == self._repeat:
+            self.calls["unguarded"] += 1
+            with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+                return self.compiled(*args, **kwargs)
+        compiles = self.compiles
+        out = self.compiled(*args, **kwargs)
+        # a step that compiled nothing under every guard: its exact repeats may skip them
+        self._repeat = key if key is not None and self.compiles == compiles else None
+        return out
+
+    def _step_key(self, args, kwargs) -> Optional[tuple]:
+        """What a decode step of one generate holds fixed: the tensors' shapes, dtypes and
+        layouts, every other argument by value (the cache by identity), grad and inference mode,
+        and the model's mode. None for calls that are not one-token steps over a static cache."""
+        ids = kwargs.get("input_ids")
+        if args or not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[1] != 1:
+            return None
+        cache = _static_cache(kwargs)
+        if cache is None:
+            return None
+        key = [torch.is_grad_enabled(), torch.is_inference_mode_enabled(), self.model.training]
+        for name in sorted(kwargs):
+            v = kwargs[name]
+            if isinstance(v, torch.Tensor):
+                key.append((name, tuple(v.shape), v.stride(), v.dtype, v.device, v.requires_grad))
+            elif v is cache:
+                key.append((name, id(cache)))
+            elif v is None or isinstance(v, (bool, int, float, str)):
+                key.append((name, type(v), v))
+            else:
+                return None
+        return tuple(key)
 
     # -- one chunked call -------------------------------------------------------------------
     def _early_init(self, cache, ids: torch.Tensor) -> None:
@@ -210,10 +247,18 @@ class ChunkedForward:
 
 
 def compile_for_generate(model: torch.nn.Module, chunk: int = DEFAULT_CHUNK, max_cache_len: Optional[int] = None,
-                         backend: Optional[Callable] = None, **backend_options) -> ChunkedForward:
+                         backend: Optional[Callable] = None, skip_guards: bool = True,
+                         **backend_options) -> ChunkedForward:
     """Compile `model.forward` with the qmlir backend for `model.generate(...,
     cache_implementation="static")`: the prefill compiles once for every prompt length (chunks of
     `chunk` tokens) and the decode step once.
+
+    skip_guards: from the second decode step of each generate on, a step whose arguments match
+        the previous step's exactly (see ChunkedForward._step_key) runs without Dynamo's guard
+        evaluation (torch.compiler.set_stance(skip_guard_eval_unsafe=True)): about 1.5 ms of
+        checks over SmolLM2's ~360 inputs per step. The first step of each generate, and any
+        step that differs, runs every guard; qmlir's runtime still checks every tensor's shape
+        and dtype. False: every step runs every guard.
 
     max_cache_len: the static cache's length for every generate (transformers'
         `generation_config.max_cache_len`): the cache's shape is part of both graphs, so a fixed
@@ -236,9 +281,15 @@ def compile_for_generate(model: torch.nn.Module, chunk: int = DEFAULT_CHUNK, max
     eager_forward = model.forward
     if isinstance(eager_forward, ChunkedForward):
         eager_forward = eager_forward.eager_forward
+    wrapper = None
+
+    def counted(gm, example_inputs):
+        wrapper.compiles += 1
+        return backend(gm, example_inputs)
+
     # dynamic=False: the chunk and the decode step are two static graphs, never one symbolic one
-    compiled = torch.compile(eager_forward, backend=backend, dynamic=False)
-    wrapper = ChunkedForward(model, eager_forward, compiled, chunk)
+    compiled = torch.compile(eager_forward, backend=counted, dynamic=False)
+    wrapper = ChunkedForward(model, eager_forward, compiled, chunk, skip_guards=bool(skip_guards))
     had_own = "forward" in vars(model)  # an instance attribute (an earlier wrapper) or the class's method
 
     def restore() -> None:

@@ -156,6 +156,9 @@ def test_prompt_lengths_share_one_compiled_prefill():
     assert len(graphs) == 2, [g.graph.inputs[0].shape for g in graphs]
     assert sorted(g.graph.inputs[0].shape for g in graphs) == [(1, 1), (1, 16)]
     assert forward.calls["chunk"] == 1 + 2 + 7 + 1  # 5: padded; 17: 16 + last 16; 100: 6 x 16 + last 16
+    # five decode steps per generate: the first (and the very first, which compiled, and the one
+    # after it) ran every guard; the exact repeats after it skipped Dynamo's guard evaluation
+    assert forward.calls["whole"] == 4 * 5 and forward.calls["unguarded"] == 3 + 3 * 4
     assert model.forward is not forward
 
 
