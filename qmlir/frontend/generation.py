@@ -33,6 +33,8 @@ import torch
 from qmlir.errors import QmlirError
 
 DEFAULT_CHUNK = 32
+_POSITIONAL = ("position_ids", "cache_position")  # one entry per token, along the last dimension
+_CHUNKED = {"input_ids", "attention_mask", "logits_to_keep", *_POSITIONAL}  # the tensors a chunk cuts
 
 
 class GenerationSetupError(QmlirError, ValueError):
@@ -120,12 +122,17 @@ class ChunkedForward:
                     return None
             elif mask.dim() != 4 or mask.shape[0] != b or mask.shape[2] != n:
                 return None
-        positions = kwargs.get("position_ids")
-        if positions is not None and (not isinstance(positions, torch.Tensor) or positions.shape[-1] != n):
-            return None
-        if kwargs.get("token_type_ids") is not None:
+        for name in _POSITIONAL:
+            positions = kwargs.get(name)
+            if positions is not None and (not isinstance(positions, torch.Tensor) or positions.shape[-1] != n):
+                return None
+        # any other tensor (token_type_ids, ...) has no known way to be cut into chunks
+        if any(isinstance(v, torch.Tensor) and k not in _CHUNKED for k, v in kwargs.items()):
             return None
         seen = _seen(cache)
+        where = kwargs.get("cache_position")
+        if where is not None and not torch.equal(where.cpu(), torch.arange(seen, seen + n)):
+            return None  # positions other than the cache's own count: not a plain continuation
         room = _cache_room(cache)
         if n < self.chunk and seen + self.chunk > room:
             return None  # no room for the padded chunk: this length compiles on its own
@@ -194,7 +201,6 @@ class ChunkedForward:
         mask = kwargs.get("attention_mask")
         if mask is not None and (mask.dim() == 2 or _plain_causal(mask, seen)):
             mask = None  # masks nothing beyond causality: the model's own mask, one graph either way
-        positions = kwargs.get("position_ids")
         # (start, stop, rows): the chunk covers call positions [start, stop) (stop - start == c
         # after padding); `rows` are the call positions whose logits it gives
         spans = []
@@ -225,11 +231,12 @@ class ChunkedForward:
                 if pad:  # pad rows see what the last real row sees: finite, and never read back
                     m = torch.cat([m, m[:, :, -1:].expand(-1, -1, pad, -1)], dim=2)
                 call["attention_mask"] = m.clone(memory_format=torch.contiguous_format)
-            if positions is not None:
-                p = positions[..., start:stop]
-                if pad:
-                    p = torch.cat([p, p[..., -1:] + torch.arange(1, pad + 1, dtype=p.dtype, device=p.device)], dim=-1)
-                call["position_ids"] = p.clone(memory_format=torch.contiguous_format)
+            for name in _POSITIONAL:  # position_ids, cache_position: cut, and continued over the pad
+                if kwargs.get(name) is not None:
+                    p = kwargs[name][..., start:stop]
+                    if pad:
+                        p = torch.cat([p, p[..., -1:] + torch.arange(1, pad + 1, dtype=p.dtype, device=p.device)], dim=-1)
+                    call[name] = p.clone(memory_format=torch.contiguous_format)
             take = [r - start for r in rows if r in wanted]
             # one graph for every chunk: one row (generate's logits_to_keep=1) or all of them
             index = [take[-1] if take else length - 1] if keep == 1 else list(range(c))

@@ -173,14 +173,20 @@ def test_chunked_forward_gives_the_plain_forwards_logits():
     forward = qmlir.compile_for_generate(model, chunk=8, strict=True)
     try:
         for keep in (0, 3):
+            extra = {"cache_position": torch.arange(21)} if keep else {}  # cut along with the tokens
             with torch.no_grad():
                 ref = forward.eager_forward(input_ids=ids, cache=StaticCache(config=model.config, max_cache_len=40),
-                                            use_cache=True, logits_to_keep=keep).logits
+                                            use_cache=True, logits_to_keep=keep, **extra).logits
                 cache = StaticCache(config=model.config, max_cache_len=40)
-                out = model.forward(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=keep).logits
+                out = model.forward(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=keep, **extra).logits
             assert out.shape == ref.shape == (1, 21 if keep == 0 else keep, 256)
             torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
             assert int(cache.get_seq_length()) == 21  # the counter at the prompt's end, not past a chunk
+        assert forward.calls == {"chunk": 6, "whole": 0, "unguarded": 0}
+        with torch.no_grad():  # positions that do not continue the cache's count: not chunked
+            model.forward(input_ids=ids, cache=StaticCache(config=model.config, max_cache_len=40), use_cache=True,
+                          cache_position=torch.arange(2, 23))
+        assert forward.calls["whole"] == 1
     finally:
         forward.restore()
     batch = torch.cat([_prompts((13,))[13], torch.cat([torch.zeros(1, 4, dtype=torch.long), ids[:, :9]], 1)])
