@@ -162,7 +162,6 @@ def generation_groups(rounds: int, warmup: int, inductor: bool, quantize, modes=
     # the user's prefill (qmlir.compile_for_generate: chunks of 32, one graph for every prompt
     # length), in the prefill rows only, beside the exact-length graphs above
     chunked = Variant(f"qmlir f32, chunks of {CHUNK}", model, graphs=[])
-    graphs[chunked.name] = chunked.graphs
     wrapper = qmlir.compile_for_generate(model, chunk=CHUNK,
                                          backend=qmlir.backend(strict=True, on_compile=chunked.graphs.append))
     wrapper.restore()  # the wrapper keeps its compiled forward; model.forward stays eager

@@ -227,8 +227,9 @@ class ChunkedForward:
         out = None
         for start, stop, rows in spans:
             at = seen + start
-            if _seen(cache) != at:  # the overlapping last chunk: back to its first position
-                cache.crop(at - _seen(cache))
+            now = _seen(cache)
+            if now != at:  # the overlapping last chunk: back to its first position
+                cache.crop(at - now)
             length = stop - start
             chunk_ids = ids[:, start:stop]
             pad = c - length
@@ -253,10 +254,8 @@ class ChunkedForward:
             call["logits_to_keep"] = torch.tensor(index, dtype=torch.long, device=ids.device)
             self.calls["chunk"] += 1
             out = self.compiled(**call)
-            if take:
-                logits = out.logits
-                pieces.append(logits[:, [index.index(t) for t in take]] if keep == 1 or take != index
-                              else logits)
+            if take:  # the rows asked for: all of them, or (a padded or overlapping chunk) some
+                pieces.append(out.logits if len(take) == len(index) else out.logits[:, take])
             if pad:
                 cache.crop(-pad)
         out.logits = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
