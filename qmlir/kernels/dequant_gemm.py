@@ -37,7 +37,7 @@ from mlir import ir
 from qmlir.ir import dequant_matmul
 from qmlir.kernels.base import Kernel, register_kernel, splice
 
-_MIN_THREAD_BYTES = 1 << 21  # smaller weights run on one thread: waking a worker costs ~50 us here
+_MIN_THREAD_BYTES = 64 << 10  # smaller weights run on one thread (libgomp starts a task in microseconds)
 
 
 def _kc(d: dequant_matmul.DequantMatmul, mr: int) -> int:

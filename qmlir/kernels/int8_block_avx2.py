@@ -20,8 +20,8 @@ side by side, or for int4 the nibbles of rows k..k+3 and k+4..k+7 in one byte) i
 The float steps are the generic's, in its order (y += f32(acc) * (sa * sw), one block after
 the other), so the result is bit-identical to every other door. Tiles: one row of x and 32
 (int8) or 64 (int4) columns at M = 1 (every weight byte read once, in order), two rows and 16
-or 32 columns for longer M (up to 12 of the 16 ymm registers hold sums). Weights of 8 MB and
-more split their panels over the target's threads. Config: mr, cols, tasks.
+or 32 columns for longer M (up to 12 of the 16 ymm registers hold sums). Weights of 64 KB and
+more split their panels over the target's threads (as evenly as they go: 9 panels -> 5 + 4). Config: mr, cols, tasks.
 """
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ are computed once per call. With 4-bit weights (nibble panels, q + 8 in each nib
 (k+4..k+7), with x's bytes of those rows, and the correction is 8 x the block sum. The float steps are the rescaling generic's, in its order (one
 rescale per block, the blocks added to y in order), so the kernel's result is bit-identical to
 any other door's. At M = 1 every weight byte is read once (a decode step's linears stream their
-weights); a tile's weights stay in L1 across the row tiles of a longer M. Weights of 2 MB and
-more split their columns over the target's threads (scf.forall: tasks of the async runtime).
+weights); a tile's weights stay in L1 across the row tiles of a longer M. Weights of 64 KB and
+more split their columns over the target's threads (scf.forall: libgomp's team).
 
 Selected for targets with avx512_vnni when N % 64 == 0 and B % 4 == 0; other shapes (N tails)
 run the generics as written. Config: mr (rows per tile), tasks.
@@ -31,19 +31,21 @@ from __future__ import annotations
 from mlir import ir
 
 from qmlir.ir import block_matmul
-from qmlir.kernels.base import Kernel, largest_divisor, register_kernel, splice
+from qmlir.kernels.base import Kernel, register_kernel, splice
 from qmlir.kernels.int8_vnni import _VPDPBUSD, broadcast_four_bytes
 
 _NR = block_matmul.PANEL  # columns per panel: four 16-lane i32 accumulators per row
-_MIN_THREAD_BYTES = 8 << 20  # smaller weights run on one thread: a 2.4 MB one took 2x longer on two (the
-# async runtime's dispatch), a 28 MB one 20% less
+_MIN_THREAD_BYTES = 64 << 10  # smaller weights run on one thread. On libgomp's team (spinning between
+# kernels) a SmolLM2 Q8_0 decode step took 31.6 ms with every linear threaded against 38.0 with only
+# weights of 8 MB and more (the threshold under MLIR's async runtime, where waking a worker cost
+# tens of microseconds: a 2.4 MB weight then took 2x longer on two threads)
 
 
 def tiles(d: block_matmul.BlockMatmul, threads: int) -> dict:
     mr = min(4, d.m)
     tasks = 1
     if threads > 1 and d.k * d.n * d.bits // 8 >= _MIN_THREAD_BYTES:  # weight bytes
-        tasks = largest_divisor(d.n // _NR, threads, 1) or 1
+        tasks = min(threads, d.n // _NR)  # the panels split as evenly as they go (9 -> 5 + 4)
     return {"mr": mr, "tasks": tasks}
 
 
@@ -132,7 +134,6 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
     P, Q = N // _NR, d.k // rows
     wf = f"memref<{P}x{Q}x256xi8>"
     types = dict(types, M=M, G=G, S=B // rows, wf=wf, bits=d.bits, cols=cols)
-    per_task = P // tasks
     main = M - M % mr
     L = []
     w = L.append
@@ -147,7 +148,6 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
     w(f"  %cM = arith.constant {M} : index")
     w(f"  %cMain = arith.constant {main} : index")
     w(f"  %cMR = arith.constant {mr} : index")
-    w(f"  %cPT = arith.constant {per_task} : index")
     w(f"  %cCOLS = arith.constant {cols} : index")
     w(f"  %cshift = arith.constant {3 if d.bits == 4 else 7} : i32")  # the unsigned operand's offset: 8 or 128
     w("  %low = arith.constant dense<15> : vector<64xi8>")
@@ -174,10 +174,10 @@ def kernel_text(name: str, d: block_matmul.BlockMatmul, mr: int, tasks: int, typ
         w(f"      memref.store %xr, %xsum[%m, %g] : memref<{M}x{G}xi32>")
         w("    }")
         w("  }")
-    w(f"  scf.forall (%t) in ({tasks}) {{")
-    w(f"    %p0 = affine.apply affine_map<(d0) -> (d0 * {per_task})>(%t)")
-    w("    scf.for %pi = %c0 to %cPT step %c1 {")
-    w("      %p = arith.addi %p0, %pi : index")
+    w(f"  scf.forall (%t) in ({tasks}) {{")  # task t: panels [t * P / tasks, (t + 1) * P / tasks)
+    w(f"    %plo = affine.apply affine_map<(d0) -> ((d0 * {P}) floordiv {tasks})>(%t)")
+    w(f"    %phi = affine.apply affine_map<(d0) -> ((d0 * {P} + {P}) floordiv {tasks})>(%t)")
+    w("    scf.for %p = %plo to %phi step %c1 {")
     w("      scf.for %cc = %c0 to %c64 step %cCOLS {")
     w(f"      %ncol = affine.apply affine_map<(d0, d1) -> (d0 * {_NR} + d1)>(%p, %cc)")
     if main:

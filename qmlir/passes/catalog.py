@@ -4,6 +4,7 @@ from qmlir.passes import dequant_matmul_fold  # noqa: F401
 from qmlir.passes import distinct_results  # noqa: F401
 from qmlir.passes import drop_mutated_results  # noqa: F401
 from qmlir.passes import exp_polynomial  # noqa: F401
+from qmlir.passes import forall_to_gomp  # noqa: F401
 from qmlir.passes import expand_kernels  # noqa: F401
 from qmlir.passes import fuse_quantized_matmul  # noqa: F401
 from qmlir.passes import gpu_device_buffers  # noqa: F401

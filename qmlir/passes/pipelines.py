@@ -5,7 +5,7 @@
                        dequantized i8 operands become i8 x i8 -> i32 matmuls, then quant casts
                        lower with round-half-even and saturation (qmlir-lower-quant)
     cpu_stages()       kernel selection -> bufferize (results as out-parameters) -> buffer
-                       kernels -> loops -> outlining -> async runtime threads -> LLVM dialect
+                       kernels -> loops -> outlining -> libgomp threads -> LLVM dialect
     cuda_stages()      bufferize -> device buffers -> one gpu.launch per linalg op -> kernel
                        outlining and dedupe -> NVVM -> PTX/cubin
 """
@@ -31,8 +31,9 @@ def quant_semantics() -> List[str]:
     return ["qmlir-fuse-quantized-matmul{strict=false}", "qmlir-lower-quant"]
 
 
-def cpu_stages(features: Sequence[str], threads: int) -> List[str]:
-    """linalg on tensors -> LLVM dialect for a CPU with `features` (kernel ISA) and `threads` workers."""
+def cpu_stages(features: Sequence[str], threads: int, gomp: bool = True) -> List[str]:
+    """linalg on tensors -> LLVM dialect for a CPU with `features` (kernel ISA) and `threads`
+    workers; `gomp`: threaded loops run on libgomp's team (else on MLIR's async runtime)."""
     return quant_semantics() + [
         "qmlir-protect-arguments",
         "qmlir-polynomial-exp",  # no libm call per element: softmax and SiLU loops vectorize
@@ -52,9 +53,11 @@ def cpu_stages(features: Sequence[str], threads: int) -> List[str]:
         "qmlir-expand-kernels{stage=buffers}",
         "func.func(convert-linalg-to-loops),convert-vector-to-scf",
         "qmlir-outline-loops",
-        # scf.forall loops (the threaded tiles) -> tasks of MLIR's async runtime (shipped with the
-        # MLIR tools): its workers block when idle instead of spinning, so they do not steal the
-        # cores torch's own threads run on. No-ops when nothing is threaded.
+        # scf.forall loops (the threaded tiles) -> tasks of libgomp's thread team, the OpenMP
+        # runtime torch runs its own parallel ops on (qmlir/passes/forall_to_gomp.py: its workers
+        # spin briefly between regions, so back-to-back kernels start at once). Foralls it cannot
+        # take (dynamic bounds) go to MLIR's async runtime. No-ops when nothing is threaded.
+        *([f"qmlir-forall-to-gomp{{threads={threads}}}"] if gomp and threads > 1 else []),
         "func.func(scf-forall-to-parallel)",
         f"async-parallel-for{{num-workers={threads} async-dispatch=0 min-task-size=1}}",
         "async-to-async-runtime,async-runtime-ref-counting,async-runtime-ref-counting-opt,convert-async-to-llvm",

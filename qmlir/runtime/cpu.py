@@ -29,7 +29,8 @@ from qmlir.runtime.loaded import LoadedFunction
 from qmlir.runtime.memref import point_at
 
 _LOCK = threading.Lock()
-_ASYNC_RUNTIME = None
+_GLOBAL = ("async_runtime", "gomp")  # loaded globally, not through an engine's shared_libs
+_GLOBAL_LIBRARIES: dict = {}  # runtime library name -> its handle, loaded once with RTLD_GLOBAL
 # Engines of threaded functions outlive their CpuFunction by a moment: a worker thread that
 # has signalled its task's completion may still be returning through the JIT code; freeing the
 # code at once crashed it. They are freed on a later load, a second after retirement.
@@ -81,10 +82,16 @@ def load_async_runtime() -> None:
     next engine's threads then crash. Loaded once with RTLD_GLOBAL, its exported
     mlirAsyncRuntime* symbols resolve for every engine and the runtime lives as long as the process.
     """
-    global _ASYNC_RUNTIME
+    load_global("async_runtime")
+
+
+def load_global(name: str) -> None:
+    """Load the runtime library `name` once per process with RTLD_GLOBAL, so that every engine's
+    calls into it resolve (MLIR's async runtime; libgomp, the thread team of threaded kernels,
+    which is the copy torch itself runs on)."""
     with _LOCK:
-        if _ASYNC_RUNTIME is None:
-            _ASYNC_RUNTIME = ctypes.CDLL(runtime_library("async_runtime"), mode=ctypes.RTLD_GLOBAL)
+        if name not in _GLOBAL_LIBRARIES:
+            _GLOBAL_LIBRARIES[name] = ctypes.CDLL(runtime_library(name), mode=ctypes.RTLD_GLOBAL)
 
 
 class CpuFunction(LoadedFunction):
@@ -101,8 +108,9 @@ class CpuFunction(LoadedFunction):
         _free_retired()
         t0 = time.perf_counter()
         self._engine = None
-        if self._threaded:
-            load_async_runtime()
+        for name in artifact.libraries:
+            if name in _GLOBAL:
+                load_global(name)
         libs = [runtime_library(name) for name in artifact.libraries]
         cached = objects.path_for(objects.key(artifact.bytecode, opt_level, artifact.libraries))
         addr = objects.load(cached, "_mlir__mlir_ciface_" + self.func_name)
@@ -117,7 +125,7 @@ class CpuFunction(LoadedFunction):
                 try:  # position-independent, so that its object file links into a shared library
                     self._engine = ExecutionEngine(module, opt_level=opt_level, enable_pic=True,
                                                    shared_libs=[p for n, p in zip(artifact.libraries, libs)
-                                                                if n != "async_runtime"])
+                                                                if n not in _GLOBAL])
                 except RuntimeError as e:
                     raise CompileError(f"JIT compilation failed: {e}") from None
                 self._module = module
@@ -132,7 +140,7 @@ class CpuFunction(LoadedFunction):
 
     def __del__(self):
         engine = getattr(self, "_engine", None)
-        if engine is not None and self._threaded:
+        if engine is not None and self._threaded and _LOCK is not None:  # None: the interpreter is exiting
             with _LOCK:
                 _RETIRED.append((time.monotonic(), engine))
 

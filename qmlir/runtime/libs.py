@@ -15,8 +15,27 @@ def lib_dir() -> Path:
     return Path(override) if override else Path(ir.__file__).resolve().parent / "lib"
 
 
+def gomp_library() -> Path | None:
+    """GCC's OpenMP runtime as torch loaded it (its wheel ships libgomp, under a hashed name in
+    some builds), else the system's; None when there is none. Threaded CPU kernels run on its
+    thread team (qmlir/passes/forall_to_gomp.py): the same file torch uses is the same team."""
+    import torch
+    found = sorted((Path(torch.__file__).resolve().parent / "lib").glob("libgomp*.so*"))
+    if found:
+        return found[0]
+    import ctypes.util
+    name = ctypes.util.find_library("gomp")  # a soname such as libgomp.so.1, which dlopen finds
+    return Path(name) if name else None
+
+
 def runtime_library(name: str) -> str:
-    """Absolute path of e.g. 'c_runner_utils' -> .../libmlir_c_runner_utils.so."""
+    """Absolute path of e.g. 'c_runner_utils' -> .../libmlir_c_runner_utils.so ('gomp': libgomp)."""
+    if name == "gomp":
+        path = gomp_library()
+        if path is None:
+            raise QmlirError("this module's threads run on libgomp (GCC's OpenMP runtime), which neither "
+                             "torch's lib directory nor the system has; compile for threads=1")
+        return str(path)
     path = lib_dir() / f"libmlir_{name}.so"
     if not path.is_file():
         raise QmlirError(f"MLIR runtime library {path.name} not found in {path.parent}; "

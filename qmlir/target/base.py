@@ -122,7 +122,7 @@ class CpuTarget(Target):
         return f"cpu{{features={','.join(self.features)} threads={self.threads}}}"
 
     def pipeline(self) -> Pipeline:
-        return Pipeline.of(*cpu_stages(self.features, self.threads))
+        return Pipeline.of(*cpu_stages(self.features, self.threads, gomp=_has_gomp()))
 
     def portable(self) -> "CpuTarget":
         """The same target without ISA kernels (the portable vector schedule only)."""
@@ -217,6 +217,12 @@ def as_target(value: Union[Target, str, None], device=None) -> Target:
     raise TargetError(f"target must be a qmlir.Target or its name ('cpu', 'cuda'), got {type(value).__name__}")
 
 
+def _has_gomp() -> bool:
+    """Whether threaded kernels can run on libgomp (torch's OpenMP runtime; qmlir/runtime/libs.py)."""
+    from qmlir.runtime.libs import gomp_library
+    return gomp_library() is not None
+
+
 def _lower_to_cpu(features: str, threads: int) -> list:
     feats = None if features == "host" else [f for f in features.split(",") if f]
     return [str(s) for s in CpuTarget.of(feats, threads or None).pipeline().stages]
@@ -230,7 +236,7 @@ def _lower_to_cuda(chip: str, features: str, opt_level: int, format: str, block_
 registry.register_pipeline(
     "qmlir-lower-to-cpu",
     "named pipeline of Target.cpu(): quant semantics, fold transposes/dequantization, select + expand kernels, "
-    "bufferize with out-parameters, outline loops, async-runtime threads, LLVM dialect",
+    "bufferize with out-parameters, outline loops, libgomp threads, LLVM dialect",
     _lower_to_cpu,
     {"features": registry.Option(str, "host", "CPU features kernels may use (comma-separated; host: this CPU's)"),
      "threads": registry.Option(int, 0, "worker threads (0: this machine's CPUs)", minimum=0)},

@@ -173,7 +173,8 @@ def compile_module(source: Union[str, ir.Module], target: Union[Target, str, Non
         if mutated:
             extras["mutated"] = mutated
         if target.kind == "cpu":
-            libraries = ("c_runner_utils",) + (("async_runtime",) if _calls_async_runtime(module) else ())
+            libraries = ("c_runner_utils",) + (("async_runtime",) if _calls(module, "mlirAsyncRuntime") else ()) \
+                + (("gomp",) if _calls(module, "GOMP_") else ())
         else:
             libraries = ("cuda_runtime",)
             buffers = {b.function: b for b in gpu_device_buffers.recorded(module.operation)}
@@ -203,12 +204,13 @@ def written_arguments(fn) -> list:
     return out
 
 
-def _calls_async_runtime(module: ir.Module) -> bool:
-    """True when a lowered module calls MLIR's async runtime (its library must be loaded);
-    convert-async-to-llvm declares the runtime's functions whether or not anything calls them."""
+def _calls(module: ir.Module, prefix: str) -> bool:
+    """True when a lowered module calls a function named `prefix...` (MLIR's async runtime,
+    libgomp): its library must be loaded. convert-async-to-llvm declares the runtime's functions
+    whether or not anything calls them, so calls are looked for, not declarations."""
     def calls(op):
         return op.name == "llvm.call" and "callee" in op.attributes and \
-            ir.FlatSymbolRefAttr(op.attributes["callee"]).value.startswith("mlirAsyncRuntime")
+            ir.FlatSymbolRefAttr(op.attributes["callee"]).value.startswith(prefix)
     return contains(module, calls)
 
 

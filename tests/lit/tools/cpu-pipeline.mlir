@@ -20,6 +20,7 @@
 // PIPE-SAME: qmlir-expand-kernels{stage=buffers},
 // PIPE-SAME: func.func(convert-linalg-to-loops)
 // PIPE-SAME: qmlir-outline-loops,
+// PIPE-SAME: qmlir-forall-to-gomp{threads=2},
 // PIPE-SAME: async-parallel-for{num-workers=2
 // PIPE-SAME: convert-func-to-llvm
 // PIPE-SAME: reconcile-unrealized-casts)
