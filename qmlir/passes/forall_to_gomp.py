@@ -27,11 +27,13 @@ async-runtime passes after this one take them).
 """
 from __future__ import annotations
 
+import math
 from typing import List
 
 from mlir import ir
 from mlir.dialects import func
 
+from qmlir.ir.walk import captured, find_ops, functions, remap_operands
 from qmlir.passes import registry
 
 GOMP_PARALLEL = "GOMP_parallel"
@@ -57,47 +59,16 @@ def _static_trips(forall: ir.Operation) -> List[tuple] | None:
 def _llvm_type(t: ir.Type) -> ir.Type | None:
     """The LLVM type a captured value crosses the call as; None when it cannot."""
     if isinstance(t, ir.MemRefType):
-        m = ir.MemRefType(t)
-        if m.memory_space is not None:
+        if t.memory_space is not None:
             return None
-        r = m.rank
+        r = t.rank
         body = "!llvm.ptr, !llvm.ptr, i64" + (f", !llvm.array<{r} x i64>, !llvm.array<{r} x i64>" if r else "")
         return ir.Type.parse(f"!llvm.struct<({body})>")
     if isinstance(t, ir.IndexType):
         return ir.IntegerType.get_signless(64)
-    if isinstance(t, ir.IntegerType) or isinstance(t, ir.F32Type) or isinstance(t, ir.F64Type) \
-            or isinstance(t, ir.F16Type) or isinstance(t, ir.BF16Type):
+    if isinstance(t, (ir.IntegerType, ir.F32Type, ir.F64Type, ir.F16Type, ir.BF16Type)):
         return t
     return None
-
-
-def _captured(forall: ir.Operation):
-    """(values defined outside the forall and used in it, constants among them), in first-use order."""
-    inside: set = set()
-    ops: list = []
-
-    def collect(op):
-        ops.append(op)
-        inside.update(op.results)
-        for region in op.regions:
-            for block in region.blocks:
-                inside.update(block.arguments)
-        return ir.WalkResult.ADVANCE
-
-    for region in forall.regions:
-        for block in region.blocks:
-            inside.update(block.arguments)
-            for op in block.operations:
-                op.operation.walk(collect)
-    args, consts, seen = [], [], set()
-    for op in ops:
-        for v in op.operands:
-            if v in inside or v in seen:
-                continue
-            seen.add(v)
-            is_const = isinstance(v, ir.OpResult) and v.owner.name == "arith.constant"
-            (consts if is_const else args).append(v)
-    return args, consts, ops
 
 
 def _create(name, results=(), operands=(), attributes=None, ip=None, loc=None, regions=0):
@@ -111,6 +82,23 @@ def _callee(name: str, operands: int) -> dict:
             "op_bundle_sizes": ir.DenseI32ArrayAttr.get([])}
 
 
+def _field(buf, i: int, ctx_type, ip, loc):
+    """A pointer to field `i` of the captured-values struct at `buf`."""
+    return _create("llvm.getelementptr", [ir.Type.parse("!llvm.ptr")], [buf],
+                   {"rawConstantIndices": ir.DenseI32ArrayAttr.get([0, i]), "elem_type": ir.TypeAttr.get(ctx_type),
+                    "noWrapFlags": ir.Attribute.parse("0 : i32")}, ip, loc).result
+
+
+def _cross(value, to_type, ip, loc):
+    """`value` as `to_type`, one side of the call: a memref <-> its LLVM descriptor, index <-> i64;
+    other scalars cross as they are."""
+    if value.type == to_type:
+        return value
+    if isinstance(value.type, ir.MemRefType) or isinstance(to_type, ir.MemRefType):
+        return _create("builtin.unrealized_conversion_cast", [to_type], [value], {}, ip, loc).result
+    return _create("arith.index_cast", [to_type], [value], {}, ip, loc).result
+
+
 def _index_const(value: int, ip, loc):
     return _create("arith.constant", [ir.IndexType.get()],
                    attributes={"value": ir.IntegerAttr.get(ir.IndexType.get(), value)}, ip=ip, loc=loc).result
@@ -120,13 +108,11 @@ def _convert(forall: ir.Operation, fn: ir.Operation, task_name: str, module: ir.
     dims = _static_trips(forall)
     if dims is None or len(forall.results) or len(forall.regions[0].blocks) != 1:
         return False
-    args, consts, ops = _captured(forall)
+    args, consts, ops = captured(forall)
     types = [_llvm_type(v.type) for v in args]
     if any(t is None for t in types):
         return False
-    total = 1
-    for _, _, n in dims:
-        total *= n
+    total = math.prod(trips for _, _, trips in dims)
     loc = forall.location
     ptr = ir.Type.parse("!llvm.ptr")
     i32, i64 = ir.IntegerType.get_signless(32), ir.IntegerType.get_signless(64)
@@ -140,30 +126,21 @@ def _convert(forall: ir.Operation, fn: ir.Operation, task_name: str, module: ir.
     mapping = {}
     ctx = entry.arguments[0]
     for i, (v, t) in enumerate(zip(args, types)):
-        gep = _create("llvm.getelementptr", [ptr], [ctx],
-                      {"rawConstantIndices": ir.DenseI32ArrayAttr.get([0, i]),
-                       "elem_type": ir.TypeAttr.get(ctx_type), "noWrapFlags": ir.Attribute.parse("0 : i32")}, ip, loc)
-        raw = _create("llvm.load", [t], [gep.result], {}, ip, loc).result
-        if isinstance(v.type, ir.MemRefType):
-            val = _create("builtin.unrealized_conversion_cast", [v.type], [raw], {}, ip, loc).result
-        elif isinstance(v.type, ir.IndexType):
-            val = _create("arith.index_cast", [v.type], [raw], {}, ip, loc).result
-        else:
-            val = raw
-        mapping[v] = val
+        raw = _create("llvm.load", [t], [_field(ctx, i, ctx_type, ip, loc)], {}, ip, loc).result
+        mapping[v] = _cross(raw, v.type, ip, loc)
     for c in consts:
         mapping[c] = c.owner.clone(ip=ip).results[0]
     tid = _create("llvm.call", [i32], [], _callee(THREAD_NUM, 0), ip, loc).result
     nth = _create("llvm.call", [i32], [], _callee(NUM_THREADS, 0), ip, loc).result
     idx = ir.IndexType.get()
     t = _create("arith.index_cast", [idx], [tid], {}, ip, loc).result
-    n = _create("arith.index_cast", [idx], [nth], {}, ip, loc).result
+    nt = _create("arith.index_cast", [idx], [nth], {}, ip, loc).result
     # thread t of n runs the trips [t * total / n, (t + 1) * total / n): neighbouring tiles together
     count = _index_const(total, ip, loc)
     t1 = _create("arith.addi", [idx], [t, _index_const(1, ip, loc)], {}, ip, loc).result
-    lo = _create("arith.divui", [idx], [_create("arith.muli", [idx], [t, count], {}, ip, loc).result, n],
+    lo = _create("arith.divui", [idx], [_create("arith.muli", [idx], [t, count], {}, ip, loc).result, nt],
                  {}, ip, loc).result
-    hi = _create("arith.divui", [idx], [_create("arith.muli", [idx], [t1, count], {}, ip, loc).result, n],
+    hi = _create("arith.divui", [idx], [_create("arith.muli", [idx], [t1, count], {}, ip, loc).result, nt],
                  {}, ip, loc).result
     loop = _create("scf.for", [], [lo, hi, _index_const(1, ip, loc)], {}, ip, loc, regions=1)
     loop.regions[0].blocks.append(idx)
@@ -174,10 +151,10 @@ def _convert(forall: ir.Operation, fn: ir.Operation, task_name: str, module: ir.
     lin = body.arguments[0]
     ivs = []
     inner = total
-    for lb, st, n in dims:  # row-major delinearization of the flat trip number
-        inner //= max(n, 1)
+    for lb, st, trips in dims:  # row-major delinearization of the flat trip number
+        inner //= max(trips, 1)
         q = _create("arith.divui", [idx], [lin, _index_const(max(inner, 1), bip, loc)], {}, bip, loc).result
-        r = _create("arith.remui", [idx], [q, _index_const(max(n, 1), bip, loc)], {}, bip, loc).result
+        r = _create("arith.remui", [idx], [q, _index_const(max(trips, 1), bip, loc)], {}, bip, loc).result
         m = _create("arith.muli", [idx], [r, _index_const(st, bip, loc)], {}, bip, loc).result
         ivs.append(_create("arith.addi", [idx], [m, _index_const(lb, bip, loc)], {}, bip, loc).result)
     _create("func.return", [], [], {}, ip, loc)
@@ -185,10 +162,7 @@ def _convert(forall: ir.Operation, fn: ir.Operation, task_name: str, module: ir.
     block = forall.regions[0].blocks[0]
     for arg, iv in zip(block.arguments, ivs):
         mapping[arg] = iv
-    for op in ops:
-        for i, v in enumerate(op.operands):
-            if v in mapping:
-                op.operands[i] = mapping[v]
+    remap_operands(ops, mapping)
     moved = [op.operation for op in block.operations]
     for op in moved:
         if op.name == "scf.forall.in_parallel":
@@ -203,17 +177,8 @@ def _convert(forall: ir.Operation, fn: ir.Operation, task_name: str, module: ir.
         one = _create("llvm.mlir.constant", [i64], [], {"value": ir.IntegerAttr.get(i64, 1)}, eip, loc).result
         buf = _create("llvm.alloca", [ptr], [one], {"elem_type": ir.TypeAttr.get(ctx_type)}, eip, loc).result
         for i, (v, t) in enumerate(zip(args, types)):
-            if isinstance(v.type, ir.MemRefType):
-                raw = _create("builtin.unrealized_conversion_cast", [t], [v], {}, here, loc).result
-            elif isinstance(v.type, ir.IndexType):
-                raw = _create("arith.index_cast", [t], [v], {}, here, loc).result
-            else:
-                raw = v
-            gep = _create("llvm.getelementptr", [ptr], [buf],
-                          {"rawConstantIndices": ir.DenseI32ArrayAttr.get([0, i]),
-                           "elem_type": ir.TypeAttr.get(ctx_type), "noWrapFlags": ir.Attribute.parse("0 : i32")},
-                          here, loc)
-            _create("llvm.store", [], [raw, gep.result], {}, here, loc)
+            raw = _cross(v, t, here, loc)
+            _create("llvm.store", [], [raw, _field(buf, i, ctx_type, here, loc)], {}, here, loc)
     else:
         buf = _create("llvm.mlir.zero", [ptr], [], {}, here, loc).result
     team = min(total, threads)
@@ -223,25 +188,16 @@ def _convert(forall: ir.Operation, fn: ir.Operation, task_name: str, module: ir.
         fn_type = ir.FunctionType.get([ptr], [])
         fval = _create("func.constant", [fn_type], [], {"value": ir.FlatSymbolRefAttr.get(task_name)}, here, loc).result
         fptr = _create("builtin.unrealized_conversion_cast", [ptr], [fval], {}, here, loc).result
-        n = _create("llvm.mlir.constant", [i32], [], {"value": ir.IntegerAttr.get(i32, team)}, here, loc).result
+        size = _create("llvm.mlir.constant", [i32], [], {"value": ir.IntegerAttr.get(i32, team)}, here, loc).result
         zero = _create("llvm.mlir.constant", [i32], [], {"value": ir.IntegerAttr.get(i32, 0)}, here, loc).result
-        _create("llvm.call", [], [fptr, buf, n, zero], _callee(GOMP_PARALLEL, 4), here, loc)
+        _create("llvm.call", [], [fptr, buf, size, zero], _callee(GOMP_PARALLEL, 4), here, loc)
     forall.erase()
     return True
 
 
 def run(module: ir.Module, threads: int = 1) -> int:
     """Replace every static scf.forall without results by a libgomp team; returns how many."""
-    foralls = []
-    for op in module.body.operations:
-        if op.operation.name != "func.func" or not op.operation.regions[0].blocks:
-            continue
-
-        def find(o, fn=op.operation):
-            if o.name == "scf.forall":
-                foralls.append((o, fn))
-            return ir.WalkResult.ADVANCE
-        op.operation.walk(find)
+    foralls = [(forall, fn) for fn in functions(module) for forall in find_ops(fn, "scf.forall")]
     done = 0
     for forall, fn in foralls:
         base = ir.StringAttr(fn.attributes["sym_name"]).value

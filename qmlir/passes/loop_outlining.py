@@ -11,32 +11,14 @@ from __future__ import annotations
 from mlir import ir
 from mlir.dialects import func
 
+from qmlir.ir.walk import captured, remap_operands
 from qmlir.passes import registry
 
 
 def _outline(loop: ir.Operation, name: str, module: ir.Module) -> None:
     """Move `loop` into a new function `name`; values it captures become arguments, except
     constants, which are cloned in (static trip counts let LLVM unroll and vectorize)."""
-    ops: list = []
-    inside: set = set()
-
-    def collect(op):
-        ops.append(op)
-        inside.update(op.results)
-        for region in op.regions:
-            for block in region.blocks:
-                inside.update(block.arguments)
-        return ir.WalkResult.ADVANCE
-
-    loop.walk(collect)
-    args, consts, seen = [], [], set()
-    for op in ops:
-        for v in op.operands:
-            if v in inside or v in seen:
-                continue
-            seen.add(v)
-            is_const = isinstance(v, ir.OpResult) and v.owner.name == "arith.constant"
-            (consts if is_const else args).append(v)
+    args, consts, ops = captured(loop)
     with loop.location:
         with ir.InsertionPoint(module.body):
             fn = func.FuncOp(name, ir.FunctionType.get([v.type for v in args], []))
@@ -49,10 +31,7 @@ def _outline(loop: ir.Operation, name: str, module: ir.Module) -> None:
     with loop.location, ir.InsertionPoint(loop):
         func.CallOp([], ir.FlatSymbolRefAttr.get(name), args)
     loop.move_before(ret)
-    for op in ops:
-        for i, v in enumerate(op.operands):
-            if v in mapping:
-                op.operands[i] = mapping[v]
+    remap_operands(ops, mapping)
     # never inlined back: that would rebuild the huge function this pass exists to avoid
     fn.operation.attributes["passthrough"] = ir.ArrayAttr.get([ir.StringAttr.get("noinline")])
 

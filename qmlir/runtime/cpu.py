@@ -74,21 +74,14 @@ def keep_freed_memory() -> bool:
     return _MALLOC_TUNED
 
 
-def load_async_runtime() -> None:
-    """Load MLIR's async runtime (the threads of parallel kernels) once per process, globally.
-
-    Not through ExecutionEngine's shared_libs: each engine that loads it that way calls the
-    library's destroy hook when it is freed, which deletes the process-wide runtime, and the
-    next engine's threads then crash. Loaded once with RTLD_GLOBAL, its exported
-    mlirAsyncRuntime* symbols resolve for every engine and the runtime lives as long as the process.
-    """
-    load_global("async_runtime")
-
-
 def load_global(name: str) -> None:
     """Load the runtime library `name` once per process with RTLD_GLOBAL, so that every engine's
-    calls into it resolve (MLIR's async runtime; libgomp, the thread team of threaded kernels,
-    which is the copy torch itself runs on)."""
+    calls into it resolve: MLIR's async runtime, and libgomp (the thread team of threaded
+    kernels, the copy torch itself runs on).
+
+    Not through ExecutionEngine's shared_libs: each engine that loads the async runtime that way
+    calls the library's destroy hook when it is freed, which deletes the process-wide runtime,
+    and the next engine's threads then crash. Loaded once, the library lives as long as the process."""
     with _LOCK:
         if name not in _GLOBAL_LIBRARIES:
             _GLOBAL_LIBRARIES[name] = ctypes.CDLL(runtime_library(name), mode=ctypes.RTLD_GLOBAL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from mlir import ir
@@ -15,6 +16,7 @@ def lib_dir() -> Path:
     return Path(override) if override else Path(ir.__file__).resolve().parent / "lib"
 
 
+@lru_cache(maxsize=None)
 def gomp_library() -> Path | None:
     """GCC's OpenMP runtime as torch loaded it (its wheel ships libgomp, under a hashed name in
     some builds), else the system's; None when there is none. Threaded CPU kernels run on its

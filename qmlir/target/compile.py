@@ -29,7 +29,7 @@ from qmlir.ir.checks import CHECKS_ATTR
 from qmlir.ir.static_checks import static_errors
 from qmlir.ir.specs import TensorSpec, entry_function, function_name, function_specs, mutated_results
 from qmlir.ir.walk import contains
-from qmlir.passes import gpu_device_buffers
+from qmlir.passes import forall_to_gomp, gpu_device_buffers
 from qmlir.runtime.artifact import Artifact, ArtifactError
 from qmlir.target import disk_cache
 from qmlir.target.base import Target, as_target
@@ -174,7 +174,7 @@ def compile_module(source: Union[str, ir.Module], target: Union[Target, str, Non
             extras["mutated"] = mutated
         if target.kind == "cpu":
             libraries = ("c_runner_utils",) + (("async_runtime",) if _calls(module, "mlirAsyncRuntime") else ()) \
-                + (("gomp",) if _calls(module, "GOMP_") else ())
+                + ((forall_to_gomp.LIBRARY,) if _calls(module, forall_to_gomp.GOMP_PARALLEL) else ())
         else:
             libraries = ("cuda_runtime",)
             buffers = {b.function: b for b in gpu_device_buffers.recorded(module.operation)}
